@@ -1,0 +1,1 @@
+"""Build, deploy and run the SageMaker training pipeline for the custom framework image."""

@@ -1,0 +1,101 @@
+"""The boto3 edge: clients with short timeouts, S3 helpers, and AWS errors as one readable line.
+
+boto3 honours ``AWS_ENDPOINT_URL``, which is how tests point it at a moto server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class AwsError(RuntimeError):
+    """An AWS call failed; the message says what to check."""
+
+
+def client(service: str, region: str | None = None) -> Any:
+    """A boto3 client that fails fast instead of retrying for minutes."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.client(service, region_name=region or os.environ.get("AWS_REGION"), config=config)
+
+
+def describe_error(error: Exception) -> str:
+    """One line for a boto3/botocore exception, naming the likely fix."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+
+    if isinstance(error, EndpointConnectionError):
+        endpoint = error.kwargs.get("endpoint_url")
+        return f"cannot reach the AWS endpoint {endpoint}: check AWS_ENDPOINT_URL, the region and the network"
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials: configure a profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a role"
+    if isinstance(error, NoRegionError):
+        return "no AWS region: pass --region or set AWS_REGION"
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        return f"AWS {error.operation_name} failed: {info.get('Code')}: {info.get('Message')}"
+    return f"AWS call failed: {error}"
+
+
+def aws_errors() -> tuple[type[Exception], ...]:
+    """The exception types :func:`describe_error` turns into one line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as ``(bucket, key)``."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def object_exists(s3: Any, uri: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def put_if_absent(s3: Any, uri: str, body: bytes) -> bool:
+    """Upload ``body`` unless the key exists already; True when it uploaded."""
+    if object_exists(s3, uri):
+        return False
+    bucket, key = split_s3_uri(uri)
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return True
+
+
+def list_keys(s3: Any, uri: str) -> Iterator[str]:
+    """Keys under an S3 prefix."""
+    bucket, prefix = split_s3_uri(uri)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            yield item["Key"]
+
+
+def download_prefix(s3: Any, uri: str, destination: Path) -> int:
+    """Copy every object under an S3 prefix into ``destination``, as SageMaker's File mode does."""
+    bucket, prefix = split_s3_uri(uri)
+    count = 0
+    for key in list_keys(s3, uri):
+        if key.endswith("/"):
+            continue
+        relative = key[len(prefix) :].lstrip("/") or Path(key).name
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+        count += 1
+    return count

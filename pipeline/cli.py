@@ -1,0 +1,285 @@
+"""``python -m pipeline``: build, deploy, start and run the training pipeline.
+
+Heavy imports (the SageMaker SDK, boto3) happen inside the commands that need
+them, so ``--help`` and local runs start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipeline import parameters as params
+from pipeline.channels import ChannelError
+from pipeline.hyperparameters import HYPERPARAMETERS
+from pipeline.settings import ENVIRONMENT, Settings, SettingsError, build_settings
+
+EXIT_ERROR = 2
+USER_SRC = Path(__file__).resolve().parent.parent / "user_src"
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (flag, else environment variable)")
+    for field, (env, help_text) in ENVIRONMENT.items():
+        group.add_argument(f"--{field.replace('_', '-')}", dest=field, metavar=env, help=f"{help_text} [env: {env}]")
+
+
+def _settings(args: argparse.Namespace, offline: bool = False, required: tuple[str, ...] | None = None) -> Settings:
+    values = {field: getattr(args, field) or os.environ.get(env) for field, (env, _) in ENVIRONMENT.items()}
+    values["region"] = values["region"] or os.environ.get("AWS_DEFAULT_REGION")
+    return build_settings(values, offline=offline, required=required)
+
+
+def _overrides(pairs: list[str]) -> dict[str, params.Value]:
+    return params.parse_overrides(pairs, params.pipeline_parameters())
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    for name, value in sorted(metrics.items()):
+        print(f"  {name} = {value:g}")
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_definition(args: argparse.Namespace) -> int:
+    from pipeline import aws, deploy
+
+    settings = _settings(args, offline=args.offline)
+    rendered = deploy.render(settings, args.source_dir)
+    if not args.offline:
+        deploy.upload_code(aws.client("s3", settings.region), rendered)
+    print(rendered.definition)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pipeline import aws, deploy
+
+    settings = _settings(args)
+    rendered = deploy.render(settings, args.source_dir)
+    deployed = deploy.deployed_definition(aws.client("sagemaker", settings.region), settings.pipeline_name)
+    lines = deploy.plan(deployed, rendered.definition)
+    if deployed is None:
+        print(f"pipeline {settings.pipeline_name} does not exist: upsert would create it")
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"pipeline {settings.pipeline_name} is up to date")
+    return 1 if lines else 0
+
+
+def cmd_upsert(args: argparse.Namespace) -> int:
+    from pipeline import deploy
+
+    settings = _settings(args)
+    rendered = deploy.render(settings, args.source_dir)
+    result = deploy.upsert(settings, rendered, seed_data=not args.no_sample_data)
+    for uri in result.uploaded:
+        print(f"uploaded {uri}")
+    if result.created:
+        print(f"created pipeline {settings.pipeline_name}")
+    elif result.changes:
+        print(f"updated pipeline {settings.pipeline_name}:")
+    else:
+        print(f"pipeline {settings.pipeline_name} is up to date; nothing changed")
+    if not result.created:
+        for line in result.changes:
+            print(f"  {line}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from pipeline import aws, executions
+
+    overrides = _overrides(args.param)
+    settings = _settings(args, required=("region",))
+    sm = aws.client("sagemaker", settings.region)
+    arn = executions.start(sm, settings.pipeline_name, overrides)
+    print(f"started {arn}")
+    if not args.wait:
+        return 0
+    status = executions.wait(sm, arn, print, args.poll_seconds, args.timeout)
+    return 0 if status == "Succeeded" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline import aws, executions
+
+    settings = _settings(args, required=("region",))
+    runs = executions.recent(aws.client("sagemaker", settings.region), settings.pipeline_name, args.limit)
+    if not runs:
+        print(f"no executions of {settings.pipeline_name}")
+    for run in runs:
+        started = run.get("StartTime")
+        print(f"{run['PipelineExecutionStatus']:<10} {started:%Y-%m-%d %H:%M:%S}  {run['PipelineExecutionArn']}")
+    return 0
+
+
+def cmd_train_local(args: argparse.Namespace) -> int:
+    from pipeline import job_config, local_job, sample_data, sourcedir
+
+    hyperparameters = {hp.name: hp.default for hp in HYPERPARAMETERS}
+    by_flag = {hp.name: hp.parameter_name for hp in HYPERPARAMETERS}
+    pairs = []
+    for pair in args.hp:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in by_flag:
+            raise params.ParameterError(f"unknown hyperparameter in --hp {pair!r}; known: {', '.join(by_flag)}")
+        pairs.append(f"{by_flag[name]}={value}")
+    typed = _overrides(pairs)
+    hyperparameters.update({hp.name: typed[hp.parameter_name] for hp in HYPERPARAMETERS if hp.parameter_name in typed})
+
+    job_name = args.job_name or time.strftime("local-%Y%m%d-%H%M%S")
+    job_dir = args.output_dir / job_name
+    job_dir.mkdir(parents=True, exist_ok=True)
+    channels = {"train": args.train, "validation": args.validation}
+    if not all(channels.values()):
+        sample = sample_data.write(job_dir / "sample-data")
+        channels = {name: source or str(sample[name]) for name, source in channels.items()}
+    archive = job_dir / "sourcedir.tar.gz"
+    archive.write_bytes(sourcedir.pack(args.source_dir))
+    job = local_job.LocalJob(
+        name=job_name,
+        submit_directory=str(archive),
+        hyperparameters=job_config.encode_hyperparameters(hyperparameters),
+        channels=channels,
+        entry_point=args.entry_point,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        max_runtime_seconds=args.max_runtime,
+    )
+    result = local_job.run(job, job_dir)
+    return _report(result)
+
+
+def _report(result: object) -> int:
+    from pipeline.local_job import JobResult
+
+    assert isinstance(result, JobResult)
+    print("---")
+    if result.metrics:
+        print("metrics:")
+        _print_metrics(result.metrics)
+    if result.succeeded:
+        print(f"model: {result.model_artifact}")
+        print(f"output: {result.output_artifact}")
+    else:
+        print(f"training failed (exit {result.exit_code}): {result.failure_reason}", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    code = cmd_train_local(args)
+    if code:
+        return code
+    from pipeline import deploy
+
+    print("--- pipeline definition (offline, example account values) ---")
+    rendered = deploy.render(build_settings({}, offline=True), args.source_dir)
+    print(json.dumps(json.loads(rendered.definition), indent=2))
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def _local_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", help="train channel: a folder or s3:// prefix [default: generated sample data]")
+    parser.add_argument("--validation", help="validation channel: a folder or s3:// prefix [default: sample data]")
+    names = ", ".join(hp.name for hp in HYPERPARAMETERS)
+    parser.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"hyperparameter override, repeatable; names: {names}",
+    )
+    parser.add_argument("--instance-count", type=int, default=1, help="hosts to emulate, each with its own base dir")
+    parser.add_argument("--instance-type", default="ml.m5.large", help="written to resourceconfig.json")
+    parser.add_argument("--max-runtime", type=float, help="stop the job after this many seconds")
+    parser.add_argument("--entry-point", default="train.py", help="script inside --source-dir")
+    parser.add_argument("--job-name", help="default: local-<timestamp>")
+    parser.add_argument("--output-dir", type=Path, default=Path("local-jobs"), help="where job folders go")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    root.add_argument("--verbose", action="store_true", help="show SDK and AWS client logs")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, settings: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show SDK and AWS client logs")
+        p.add_argument("--source-dir", type=Path, default=USER_SRC, help="training code folder [default: user_src]")
+        if settings:
+            _settings_flags(p)
+        return p
+
+    p = command("demo", "train locally on the sample data, then print the pipeline definition (no AWS)", False)
+    _local_flags(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = command("train-local", "run a training job here through the real toolkit, without Docker", False)
+    _local_flags(p)
+    p.set_defaults(func=cmd_train_local)
+
+    p = command("definition", "print the pipeline definition JSON (uploads the code unless --offline)")
+    p.add_argument("--offline", action="store_true", help="no AWS access; example values fill missing settings")
+    p.set_defaults(func=cmd_definition)
+
+    p = command("diff", "compare the local definition with the deployed one; exit 0 same, 1 changed")
+    p.set_defaults(func=cmd_diff)
+
+    p = command("upsert", "create or update the pipeline, printing what changed")
+    p.add_argument("--no-sample-data", action="store_true", help="do not seed empty default data prefixes")
+    p.set_defaults(func=cmd_upsert)
+
+    p = command("start", "start a pipeline run, optionally waiting for it")
+    names = ", ".join(parameter.name for parameter in params.pipeline_parameters())
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"parameter override, repeatable; names: {names}",
+    )
+    p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
+    p.add_argument("--poll-seconds", type=float, default=15.0, help="status poll interval with --wait")
+    p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+    p.set_defaults(func=cmd_start)
+
+    p = command("status", "list recent executions")
+    p.add_argument("--limit", type=int, default=5)
+    p.set_defaults(func=cmd_status)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO)
+    else:
+        os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    errors: tuple[type[Exception], ...] = (SettingsError, params.ParameterError, ChannelError, FileNotFoundError)
+    try:
+        if args.command in ("definition", "diff", "upsert", "start", "status"):
+            from pipeline import aws
+
+            errors = (*errors, *aws.aws_errors())
+        return args.func(args)
+    except errors as error:
+        from pipeline import aws
+
+        message = aws.describe_error(error) if isinstance(error, aws.aws_errors()) else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,227 @@
+"""Run a training job on this machine through the real toolkit ``train`` command, without Docker.
+
+Each host gets a fresh base dir laid out as ``/opt/ml`` is on SageMaker
+(``SAGEMAKER_BASE_DIR``), and runs in its own process group so Ctrl-C or a
+timeout can stop the whole tree. Afterwards the platform's part is done here
+too: ``model/`` becomes ``model.tar.gz`` and ``output/data`` ``output.tar.gz``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from pipeline import channels, job_config
+from pipeline.metric_definitions import metric_definitions, parse_metrics
+
+FRAMEWORK_MODULE = "custom_framework_training.training:main"
+# The toolkit's `train` console script, started with this interpreter.
+TRAIN_COMMAND = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
+KILL_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    """What a CreateTrainingJob request says, reduced to what a local run needs."""
+
+    name: str
+    submit_directory: str  # sourcedir.tar.gz: a local path or an s3:// URI
+    hyperparameters: Mapping[str, str]  # as hyperparameters.json holds them
+    channels: Mapping[str, str]  # channel name -> local folder or s3:// prefix
+    entry_point: str = "train.py"
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    max_runtime_seconds: float | None = None
+    region: str = "us-east-1"
+    metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    exit_code: int
+    failure_reason: str | None
+    metrics: dict[str, float]
+    model_artifact: Path | None
+    output_artifact: Path | None
+    logs: dict[str, Path]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0
+
+
+def prepare_base_dir(base: Path, job: LocalJob, host: str, channel_data: Mapping[str, Path]) -> None:
+    """Lay out one host's ``/opt/ml``: configs, channel copies, and the folders the toolkit expects."""
+    config = base / "input" / "config"
+    for folder in (config, base / "model", base / "output" / "data", base / "code"):
+        folder.mkdir(parents=True, exist_ok=True)
+    hosts = job_config.host_names(job.instance_count)
+    hyperparameters = job_config.hyperparameters(
+        job.hyperparameters,
+        program=job.entry_point,
+        submit_directory=job.submit_directory,
+        region=job.region,
+        job_name=job.name,
+    )
+    files = {
+        "hyperparameters.json": hyperparameters,
+        "resourceconfig.json": job_config.resource_config(hosts, host, job.instance_type),
+        "inputdataconfig.json": job_config.input_data_config(job.channels),
+    }
+    for name, content in files.items():
+        (config / name).write_text(json.dumps(content, indent=2, sort_keys=True))
+    for channel, source in channel_data.items():
+        shutil.copytree(source, base / "input" / "data" / channel)
+
+
+def host_environment(base: Path, job: LocalJob) -> dict[str, str]:
+    """The container's environment: the image's settings plus what the platform sets."""
+    env = dict(os.environ)
+    env.setdefault("SAGEMAKER_TRAINING_MODULE", FRAMEWORK_MODULE)
+    env.update(
+        SAGEMAKER_BASE_DIR=str(base),
+        # Host names such as algo-2 resolve only on SageMaker's network; this
+        # skips the toolkit's wait for them (15 minutes of retries otherwise).
+        SM_STUDIO_LOCAL_MODE="true",
+        TRAINING_JOB_NAME=job.name,
+        AWS_REGION=job.region,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str]) -> None:
+    """Copy a host's output to its log file and, prefixed, to ``sink``."""
+    with log.open("wb") as out:
+        for line in iter(stream.readline, b""):
+            out.write(line)
+            sink.write(prefix + line.decode(errors="replace"))
+            sink.flush()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # A group can outlive its leader (an orphaned user script), so signal it even after exit.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each host's process group, then SIGKILL whatever is left after a grace period."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE_SECONDS
+    while time.monotonic() < deadline and any(p.poll() is None for p in processes):
+        time.sleep(0.05)
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _wait(processes: list[subprocess.Popen[bytes]], timeout: float | None) -> bool:
+    """Wait for every host; False when ``timeout`` ran out first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while any(p.poll() is None for p in processes):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def pack_dir(folder: Path, archive: Path) -> Path:
+    """``folder``'s contents as a gzipped tar with paths relative to it, as SageMaker packs them."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return archive
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(job: LocalJob, job_dir: Path, sink: IO[str] = sys.stdout) -> JobResult:
+    """Run ``job`` to completion; artifacts and per-host logs land in ``job_dir``."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{job.name}-") as scratch:
+        root = Path(scratch)
+        channel_data = {}
+        for channel, source in job.channels.items():
+            channel_data[channel] = root / "channels" / channel
+            channels.fetch(source, channel_data[channel], job.region)
+        hosts = job_config.host_names(job.instance_count)
+        bases = {host: root / host for host in hosts}
+        for host, base in bases.items():
+            prepare_base_dir(base, job, host, channel_data)
+        logs = {host: job_dir / f"{host}.log" for host in hosts}
+        processes: list[subprocess.Popen[bytes]] = []
+        pumps = []
+        previous = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            for host, base in bases.items():
+                process = subprocess.Popen(
+                    TRAIN_COMMAND,
+                    env=host_environment(base, job),
+                    cwd=base,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                processes.append(process)
+                prefix = f"[{host}] " if len(hosts) > 1 else ""
+                pump = threading.Thread(target=_pump, args=(process.stdout, logs[host], prefix, sink), daemon=True)
+                pump.start()
+                pumps.append(pump)
+            finished = _wait(processes, job.max_runtime_seconds)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+            _stop(processes)  # also on KeyboardInterrupt: no host outlives the job
+            for pump in pumps:
+                pump.join(timeout=KILL_GRACE_SECONDS)
+        return _collect(job, job_dir, bases, logs, processes, finished)
+
+
+def _collect(
+    job: LocalJob,
+    job_dir: Path,
+    bases: Mapping[str, Path],
+    logs: Mapping[str, Path],
+    processes: list[subprocess.Popen[bytes]],
+    finished: bool,
+) -> JobResult:
+    """Exit code, failure reason, metrics and artifacts, read from the leader (algo-1) first."""
+    leader = next(iter(bases))
+    reason = None
+    exit_code = 0
+    if not finished:
+        exit_code = 124
+        reason = f"MaxRuntimeExceeded: the job ran longer than {job.max_runtime_seconds:g} s and was stopped"
+    else:
+        for (host, base), process in zip(bases.items(), processes, strict=True):
+            if process.returncode != 0:
+                exit_code = exit_code or process.returncode or 1
+                failure = base / "output" / "failure"
+                text = failure.read_text().strip() if failure.exists() else "no output/failure file was written"
+                reason = reason or f"{host}: {text}"
+    model = output = None
+    if exit_code == 0:
+        model = pack_dir(bases[leader] / "model", job_dir / "model.tar.gz")
+        output = pack_dir(bases[leader] / "output" / "data", job_dir / "output.tar.gz")
+    metrics = parse_metrics(logs[leader].read_text(errors="replace"), job.metric_definitions)
+    return JobResult(exit_code, reason, metrics, model, output, dict(logs))

@@ -1,0 +1,123 @@
+"""Every use of the SageMaker Python SDK (v2) lives here; the rest of the project sees JSON.
+
+A move to SDK v3 replaces this module alone: its contract is
+:func:`definition_json`, settings and a code URI in, definition JSON out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+from pipeline import parameters as params
+from pipeline.metric_definitions import metric_definitions
+from pipeline.settings import Settings
+
+# Silence the v2 deprecation banner before the SDK is imported.
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+# Passing SDK defaults explicitly stops the SDK from searching config files and
+# turns telemetry off: its request goes to a fixed AWS address and can hang offline.
+SDK_DEFAULTS = {
+    "SchemaVersion": "1.0",
+    "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
+}
+ENTRY_POINT = "train.py"
+TRAINING_STEP = "Train"
+
+
+def quiet_sdk_logs() -> None:
+    """Keep the SDK's INFO/WARNING chatter out of the CLI's output."""
+    for name in ("sagemaker", "sagemaker.config", "sagemaker.workflow", "botocore", "boto3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _custom_framework_class() -> type:
+    from sagemaker.estimator import Framework
+
+    class CustomFramework(Framework):
+        """Estimator for the custom framework image: the toolkit runs ``entry_point`` from ``source_dir``."""
+
+        _framework_name = "custom-framework"
+        # The image is always given explicitly; the SDK still reads these two.
+        framework_version = None
+        py_version = None
+
+        def create_model(self, **kwargs: Any) -> Any:
+            raise NotImplementedError("this image trains only; deploy model.tar.gz with a serving image")
+
+    return CustomFramework
+
+
+def _pipeline_variables(parameters: tuple[params.Parameter, ...]) -> dict[str, Any]:
+    from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+
+    kinds = {int: ParameterInteger, float: ParameterFloat, str: ParameterString}
+    return {p.name: kinds[p.type](name=p.name, default_value=p.default) for p in parameters}
+
+
+def build_pipeline(settings: Settings, code_uri: str) -> Any:
+    """The SDK ``Pipeline`` with its one ``TrainingStep``; no AWS call is made."""
+    import boto3
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.pipeline_context import PipelineSession
+    from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
+    from sagemaker.workflow.steps import CacheConfig, TrainingStep
+
+    session = PipelineSession(
+        boto_session=boto3.Session(region_name=settings.region),
+        default_bucket=settings.bucket,
+        sagemaker_config=SDK_DEFAULTS,
+    )
+    parameters = params.pipeline_parameters(
+        image_uri=settings.image_uri,
+        train_uri=settings.data_uri("train"),
+        validation_uri=settings.data_uri("validation"),
+    )
+    variables = _pipeline_variables(parameters)
+    estimator = _custom_framework_class()(
+        entry_point=ENTRY_POINT,
+        source_dir=code_uri,
+        image_uri=variables[params.IMAGE_URI_PARAM],
+        role=settings.role_arn,
+        instance_type=variables[params.INSTANCE_TYPE_PARAM],
+        instance_count=variables[params.INSTANCE_COUNT_PARAM],
+        max_run=variables[params.MAX_RUNTIME_PARAM],
+        output_path=settings.output_path,
+        code_location=settings.code_prefix,
+        hyperparameters={p.hyperparameter: variables[p.name] for p in parameters if p.hyperparameter},
+        metric_definitions=metric_definitions(),
+        disable_profiler=True,
+        debugger_hook_config=False,
+        tags=[{"Key": k, "Value": v} for k, v in settings.tags],
+        base_job_name="custom-framework",
+        sagemaker_session=session,
+    )
+    step = TrainingStep(
+        name=TRAINING_STEP,
+        step_args=estimator.fit(
+            inputs={
+                "train": TrainingInput(variables[params.TRAIN_DATA], content_type="text/csv"),
+                "validation": TrainingInput(variables[params.VALIDATION_DATA], content_type="text/csv"),
+            }
+        ),
+        cache_config=CacheConfig(enable_caching=True, expire_after="P30D"),
+    )
+    return Pipeline(
+        name=settings.pipeline_name,
+        parameters=list(variables.values()),
+        steps=[step],
+        sagemaker_session=session,
+        pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=False),
+    )
+
+
+def definition_json(settings: Settings, code_uri: str) -> str:
+    """The pipeline definition as SageMaker stores it."""
+    quiet_sdk_logs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Running within a PipelineSession ..." on every fit()
+        return build_pipeline(settings, code_uri).definition()

@@ -1,0 +1,128 @@
+"""Deployment settings: CLI flags with environment-variable fallbacks, checked before any AWS call."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipeline.parameters import ECR_IMAGE
+
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+TAG = re.compile(r"^[\w.:/=+@ -]{1,128}$")
+
+# flag destination -> (environment variable, help); the CLI builds its flags from this.
+ENVIRONMENT = {
+    "pipeline_name": ("PIPELINE_NAME", "pipeline name"),
+    "region": ("AWS_REGION", "AWS region"),
+    "role_arn": ("SAGEMAKER_ROLE_ARN", "execution role the training job assumes"),
+    "bucket": ("SAGEMAKER_BUCKET", "S3 bucket for code, sample data and model artifacts"),
+    "image_uri": ("IMAGE_URI", "framework image in ECR, ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"),
+    "tags": ("PIPELINE_TAGS", "comma-separated Key=Value tags for the pipeline"),
+}
+DEFAULT_PIPELINE_NAME = "custom-framework-training"
+
+# Stand-ins that let `definition --offline` render without an AWS account.
+OFFLINE_EXAMPLES = {
+    "region": "us-east-1",
+    "role_arn": "arn:aws:iam::111122223333:role/SageMakerExecutionRole",
+    "bucket": "example-sagemaker-bucket",
+    "image_uri": "111122223333.dkr.ecr.us-east-1.amazonaws.com/custom-framework:offline",
+}
+
+
+class SettingsError(ValueError):
+    """A setting that is missing or malformed; the message names the flag and variable to fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that varies between accounts; nothing here is hard-coded to one."""
+
+    pipeline_name: str
+    region: str
+    role_arn: str
+    bucket: str
+    image_uri: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def prefix(self) -> str:
+        """S3 key prefix for everything this pipeline writes."""
+        return self.pipeline_name
+
+    @property
+    def code_prefix(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}/code"
+
+    @property
+    def output_path(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}/models"
+
+    def data_uri(self, channel: str) -> str:
+        """Default S3 prefix of a channel: where ``upsert`` seeds the sample data."""
+        return f"s3://{self.bucket}/{self.prefix}/data/{channel}/"
+
+
+def _fix(field: str) -> str:
+    """How to set a field: its flag and its environment variable."""
+    return f"--{field.replace('_', '-')} or {ENVIRONMENT[field][0]}"
+
+
+def _missing(field: str) -> SettingsError:
+    return SettingsError(f"missing {field.replace('_', ' ')}: set {_fix(field)}")
+
+
+def parse_tags(text: str | None) -> tuple[tuple[str, str], ...]:
+    """``"team=ml,project=x"`` as sorted pairs."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not TAG.match(key) or (value and not TAG.match(value)):
+            raise SettingsError(f"malformed tag {item!r}: use --tags Key=Value,Key2=Value2 or PIPELINE_TAGS")
+        pairs.append((key, value))
+    return tuple(sorted(pairs))
+
+
+REQUIRED = ("region", "role_arn", "bucket", "image_uri")
+
+
+def build_settings(
+    values: dict[str, str | None], *, offline: bool = False, required: tuple[str, ...] | None = None
+) -> Settings:
+    """Validated settings from flag/env values; ``offline`` fills gaps with example values.
+
+    Commands that only talk to an existing pipeline (``start``, ``status``)
+    require fewer fields; those left empty stay empty and unchecked.
+    """
+    merged = dict(values)
+    merged["pipeline_name"] = merged.get("pipeline_name") or DEFAULT_PIPELINE_NAME
+    if offline:
+        for field, example in OFFLINE_EXAMPLES.items():
+            merged[field] = merged.get(field) or example
+    for field in REQUIRED if required is None else required:
+        if not merged.get(field):
+            raise _missing(field)
+    checks = {
+        "pipeline_name": (PIPELINE_NAME, "letters, digits and hyphens, at most 256"),
+        "region": (REGION, "a region code such as eu-west-1"),
+        "role_arn": (ROLE_ARN, "arn:aws:iam::ACCOUNT:role/NAME"),
+        "bucket": (BUCKET, "a bucket name, not an s3:// URI"),
+        "image_uri": (ECR_IMAGE, "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"),
+    }
+    for field, (pattern, expected) in checks.items():
+        value = str(merged.get(field) or "")
+        if value and not pattern.match(value):
+            raise SettingsError(
+                f"malformed {field.replace('_', ' ')} {value!r}: expected {expected}; set {_fix(field)}"
+            )
+    return Settings(
+        pipeline_name=str(merged["pipeline_name"]),
+        region=str(merged.get("region") or ""),
+        role_arn=str(merged.get("role_arn") or ""),
+        bucket=str(merged.get("bucket") or ""),
+        image_uri=str(merged.get("image_uri") or ""),
+        tags=parse_tags(merged.get("tags")),
+    )
