@@ -45,6 +45,11 @@ def _custom_framework_class() -> type:
         framework_version = None
         py_version = None
 
+        def training_image_uri(self, region: str | None = None) -> Any:
+            # Framework's version resolves a pipeline parameter to its default
+            # value; returning it unchanged keeps the image a run-time parameter.
+            return self.image_uri
+
         def create_model(self, **kwargs: Any) -> Any:
             raise NotImplementedError("this image trains only; deploy model.tar.gz with a serving image")
 

@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     for channel in ("train", "validation"):
         if not getattr(args, channel):
-            parser.error(f"no {channel} channel: set SM_CHANNEL_{channel.upper()} or pass --{channel}")
+            # An exception (not parser.error) so the toolkit copies it into output/failure.
+            raise ValueError(f"no {channel} channel: give the job a '{channel}' input or pass --{channel}")
     return args
 
 

@@ -1,0 +1,48 @@
+"""Constants and helpers shared by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline import local_job, sourcedir
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE_SRC = Path(__file__).resolve().parent / "fixtures" / "probe"
+REGION = "us-east-1"
+ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/custom-framework:0123abc"
+BUCKET = "test-bucket"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline ARGS`` in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def probe_reports(log: str) -> list[dict]:
+    """Every ``PROBE {json}`` line the probe script printed."""
+    return [json.loads(line.split("PROBE ", 1)[1]) for line in log.splitlines() if "PROBE {" in line]
+
+
+def make_job(tmp_path: Path, channels: dict[str, str], source: Path = PROBE_SRC, **overrides) -> local_job.LocalJob:
+    archive = tmp_path / "sourcedir.tar.gz"
+    archive.write_bytes(sourcedir.pack(source))
+    fields = {
+        "name": "test-job",
+        "submit_directory": str(archive),
+        "hyperparameters": {},
+        "channels": channels,
+        **overrides,
+    }
+    return local_job.LocalJob(**fields)
