@@ -56,6 +56,18 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def require_bucket(s3: Any, bucket: str) -> None:
+    """Fail with the fix named when the bucket is missing or not ours to use."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        raise AwsError(
+            f"bucket {bucket} does not exist or is not accessible: create it, or set --bucket / SAGEMAKER_BUCKET"
+        ) from error
+
+
 def object_exists(s3: Any, uri: str) -> bool:
     from botocore.exceptions import ClientError
 

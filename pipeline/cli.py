@@ -266,13 +266,15 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.INFO)
     else:
-        os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+        from pipeline.sdk import quiet_sdk_logs
+
+        quiet_sdk_logs()
     errors: tuple[type[Exception], ...] = (SettingsError, params.ParameterError, ChannelError, FileNotFoundError)
     try:
         if args.command in ("definition", "diff", "upsert", "start", "status"):
             from pipeline import aws
 
-            errors = (*errors, *aws.aws_errors())
+            errors = (*errors, aws.AwsError, *aws.aws_errors())
         return args.func(args)
     except errors as error:
         from pipeline import aws

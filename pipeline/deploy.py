@@ -43,7 +43,8 @@ def deployed_definition(sm: Any, name: str) -> str | None:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code")
         message = error.response.get("Error", {}).get("Message", "")
-        if code == "ResourceNotFound" or "does not exist" in message:
+        # SageMaker says ResourceNotFound; moto a ValidationException "Could not find pipeline".
+        if code == "ResourceNotFound" or "does not exist" in message or "could not find" in message.lower():
             return None
         raise
 
@@ -81,7 +82,8 @@ def upsert(settings: Settings, rendered: Rendered, seed_data: bool = True) -> Up
     """Create or update the pipeline; a run with nothing changed writes nothing."""
     sm = aws.client("sagemaker", settings.region)
     s3 = aws.client("s3", settings.region)
-    deployed = deployed_definition(sm, settings.pipeline_name)  # also proves the endpoint is reachable
+    aws.require_bucket(s3, settings.bucket)  # checks before anything is written
+    deployed = deployed_definition(sm, settings.pipeline_name)
     uploaded = [rendered.code_uri] if upload_code(s3, rendered) else []
     if seed_data:
         uploaded += seed_sample_data(s3, settings)

@@ -122,7 +122,6 @@ def build_pipeline(settings: Settings, code_uri: str) -> Any:
 
 def definition_json(settings: Settings, code_uri: str) -> str:
     """The pipeline definition as SageMaker stores it."""
-    quiet_sdk_logs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Running within a PipelineSession ..." on every fit()
         return build_pipeline(settings, code_uri).definition()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,9 @@ def make_job(tmp_path: Path, channels: dict[str, str], source: Path = PROBE_SRC,
         **overrides,
     }
     return local_job.LocalJob(**fields)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

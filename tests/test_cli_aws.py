@@ -1,0 +1,137 @@
+"""The CLI against a real moto server on 127.0.0.1: upsert, diff, start, status and bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import boto3
+import pytest
+from support import BUCKET, REGION, ROOT, free_port, run_cli
+
+
+def s3_objects() -> dict[str, tuple[str, str]]:
+    s3 = boto3.client("s3", region_name=REGION)
+    contents = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return {o["Key"]: (o["ETag"], str(o["LastModified"])) for o in contents}
+
+
+def pipelines() -> list[str]:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    return [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]]
+
+
+def test_upsert_creates_then_is_a_no_op(aws_env):
+    first = run_cli("upsert")
+    assert first.returncode == 0, first.stderr
+    assert "created pipeline test-pipeline" in first.stdout
+    assert first.stderr == ""
+    objects = s3_objects()
+    code = [k for k in objects if k.endswith("/sourcedir.tar.gz")]
+    assert len(code) == 1 and code[0].startswith("test-pipeline/code/")
+    assert "test-pipeline/data/train/train.csv" in objects  # seeded, so a first run from Studio works
+    sm = boto3.client("sagemaker", region_name=REGION)
+    described = sm.describe_pipeline(PipelineName="test-pipeline")
+
+    second = run_cli("upsert")
+    assert second.returncode == 0, second.stderr
+    assert "nothing changed" in second.stdout
+    assert "uploaded" not in second.stdout
+    assert s3_objects() == objects
+    again = sm.describe_pipeline(PipelineName="test-pipeline")
+    assert again["PipelineDefinition"] == described["PipelineDefinition"]
+    assert again["LastModifiedTime"] == described["LastModifiedTime"]
+
+
+def test_code_change_updates_only_the_submit_directory(aws_env, tmp_path):
+    assert run_cli("upsert").returncode == 0
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "train.py").write_text((source / "train.py").read_text() + "\n# tweak\n")
+    done = run_cli("upsert", "--source-dir", str(source))
+    assert done.returncode == 0, done.stderr
+    changed = [line.strip() for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert len(changed) == 1
+    assert changed[0].startswith("~ Steps[Train].Arguments.HyperParameters.sagemaker_submit_directory")
+    assert sum(line.startswith("uploaded") for line in done.stdout.splitlines()) == 1
+
+
+def test_diff_is_right_both_ways(aws_env):
+    missing = run_cli("diff")
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stdout
+    assert run_cli("upsert").returncode == 0
+    same = run_cli("diff")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "up to date" in same.stdout
+    other_image = aws_env["IMAGE_URI"].rsplit(":", 1)[0] + ":feedbeef"
+    changed = run_cli("diff", "--image-uri", other_image)
+    assert changed.returncode == 1
+    assert f'~ Parameters[ImageUri].DefaultValue: "{aws_env["IMAGE_URI"]}" -> "{other_image}"' in changed.stdout
+
+
+def test_start_records_overrides_and_status_lists_it(aws_env):
+    assert run_cli("upsert").returncode == 0
+    done = run_cli("start", "--param", "MaxIter=250", "--param", "LearningRate=0.05", "--wait", "--poll-seconds", "0.1")
+    assert done.returncode == 0, done.stderr
+    assert "execution Succeeded" in done.stdout
+    arn = done.stdout.split("started ", 1)[1].split()[0]
+    sm = boto3.client("sagemaker", region_name=REGION)
+    recorded = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    assert {p["Name"]: p["Value"] for p in recorded} == {"MaxIter": "250", "LearningRate": "0.05"}
+    status = run_cli("status")
+    assert status.returncode == 0
+    assert arn in status.stdout and "Succeeded" in status.stdout
+
+
+def _one_line_error(done, *fragments: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, unset, fragments",
+    [
+        (["upsert"], "SAGEMAKER_ROLE_ARN", ["missing role arn", "--role-arn", "SAGEMAKER_ROLE_ARN"]),
+        (["upsert"], "SAGEMAKER_BUCKET", ["missing bucket", "--bucket", "SAGEMAKER_BUCKET"]),
+        (["upsert", "--image-uri", "custom-framework:latest"], None, ["malformed image uri", "IMAGE_URI"]),
+        (["upsert", "--role-arn", "SageMakerRole"], None, ["malformed role arn"]),
+        (["upsert", "--bucket", "s3://bucket"], None, ["malformed bucket", "not an s3:// URI"]),
+        (["upsert", "--bucket", "no-such-bucket"], None, ["bucket no-such-bucket does not exist", "--bucket"]),
+        (["upsert", "--tags", "team"], None, ["malformed tag 'team'"]),
+        (["start", "--param", "Epochs=3"], None, ["unknown parameter 'Epochs'", "MaxIter"]),
+        (["start", "--param", "MaxIter=many"], None, ["parameter MaxIter expects int, got 'many'"]),
+        (["start", "--param", "TrainingInstanceCount=0"], None, ["TrainingInstanceCount must be an integer >= 1"]),
+        (["start", "--param", "TrainData=/local/path"], None, ["TrainData must be an s3:// URI"]),
+        (["start", "--param", "MaxIter"], None, ["is not Name=Value"]),
+    ],
+)
+def test_bad_input_is_one_line_and_deploys_nothing(aws_env, monkeypatch, args, unset, fragments):
+    env = dict(aws_env)
+    if unset:
+        env[unset] = ""
+    done = run_cli(*args, env=env)
+    _one_line_error(done, *fragments)
+    assert pipelines() == []
+    assert s3_objects() == {}
+
+
+def test_unreachable_endpoint_is_one_line_and_quick(aws_env):
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = run_cli("upsert", env={"AWS_ENDPOINT_URL": closed}, timeout=60)
+    _one_line_error(done, "cannot reach the AWS endpoint", "AWS_ENDPOINT_URL")
+
+
+def test_parameter_errors_come_before_any_aws_call(aws_env):
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = run_cli("start", "--param", "Nope=1", env={"AWS_ENDPOINT_URL": closed}, timeout=60)
+    _one_line_error(done, "unknown parameter 'Nope'")
+
+
+def test_verbose_lets_sdk_logs_through(aws_env):
+    quiet = run_cli("upsert")
+    loud = run_cli("--verbose", "upsert")
+    assert quiet.stderr == ""
+    assert loud.returncode == 0 and "INFO" in loud.stderr

@@ -1,0 +1,156 @@
+"""The pipeline definition: schema, structure, reproducibility and agreement with train.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from support import ROOT, run_cli
+
+from pipeline import deploy, diff, parameters
+from pipeline.hyperparameters import HYPERPARAMETERS
+from pipeline.metric_definitions import METRIC_NAMES, metric_definitions, parse_metrics
+from pipeline.settings import build_settings
+
+# Copied from ../shared/data/pipeline-definition.schema.json, itself from the public
+# aws-sagemaker-mlops repository (SageMaker Pipeline Definition JSON Schema, Draft-07).
+SCHEMA = json.loads((Path(__file__).parent / "data" / "pipeline-definition.schema.json").read_text())
+
+
+def _drop_experiment_config(d: dict) -> None:
+    # Emitted by the SDK by default (run -> Studio experiment/trial); the schema predates it.
+    del d["PipelineExperimentConfig"]
+
+
+def _drop_profiler_config(d: dict) -> None:
+    # DisableProfiler=true is how the SDK turns the profiler off; CreateTrainingJob accepts it.
+    del d["Steps"][0]["Arguments"]["ProfilerConfig"]
+
+
+def _drop_s3_distribution_type(d: dict) -> None:
+    # FullyReplicated is a valid S3DataSource field of CreateTrainingJob; the schema omits it.
+    for channel in d["Steps"][0]["Arguments"]["InputDataConfig"]:
+        del channel["DataSource"]["S3DataSource"]["S3DataDistributionType"]
+
+
+def _unwrap_join_in_hyperparameters(d: dict) -> None:
+    # Numeric parameters become strings through Std:Join (hyperparameters are strings);
+    # the schema allows only Get there. A one-value join on "" is that Get, as a string.
+    hps = d["Steps"][0]["Arguments"]["HyperParameters"]
+    joins = {k: v["Std:Join"] for k, v in hps.items() if isinstance(v, dict) and "Std:Join" in v}
+    assert joins
+    for name, join in joins.items():
+        assert join["On"] == "" and len(join["Values"]) == 1
+        hps[name] = join["Values"][0]
+
+
+# Fields SageMaker accepts that the schema rejects. Each entry fails loudly if the
+# deviation disappears, so the list cannot outlive its reason.
+KNOWN_DEVIATIONS = (
+    _drop_experiment_config,
+    _drop_profiler_config,
+    _drop_s3_distribution_type,
+    _unwrap_join_in_hyperparameters,
+)
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict:
+    settings = build_settings({}, offline=True)
+    return json.loads(deploy.render(settings).definition)
+
+
+def test_definition_matches_the_official_schema_with_listed_deviations(definition):
+    validator = jsonschema.Draft7Validator(SCHEMA)
+    assert list(validator.iter_errors(definition)), "the raw definition should show the known deviations"
+    patched = copy.deepcopy(definition)
+    for deviation in KNOWN_DEVIATIONS:
+        deviation(patched)
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(patched)]
+    assert errors == []
+
+
+def test_structure_is_parameterised(definition):
+    params = {p["Name"]: p for p in definition["Parameters"]}
+    (step,) = definition["Steps"]
+    args = step["Arguments"]
+    assert step["Type"] == "Training"
+    assert args["AlgorithmSpecification"]["TrainingImage"] == {"Get": "Parameters.ImageUri"}
+    assert args["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
+    assert args["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}
+    assert args["StoppingCondition"]["MaxRuntimeInSeconds"] == {"Get": "Parameters.MaxRuntimeSeconds"}
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in args["InputDataConfig"]}
+    assert channels == {"train": {"Get": "Parameters.TrainData"}, "validation": {"Get": "Parameters.ValidationData"}}
+    hps = args["HyperParameters"]
+    assert json.loads(hps["sagemaker_program"]) == "train.py"
+    assert json.loads(hps["sagemaker_submit_directory"]).endswith("/sourcedir.tar.gz")
+    for hp in HYPERPARAMETERS:
+        bound = json.dumps(hps[hp.name])
+        assert f'{{"Get": "Parameters.{hp.parameter_name}"}}' in bound, hp.name
+        expected = {int: "Integer", float: "Float", str: "String"}[hp.type]
+        assert params[hp.parameter_name]["Type"] == expected
+        assert params[hp.parameter_name]["DefaultValue"] == hp.default
+    assert args["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert args["OutputDataConfig"]["S3OutputPath"] == "s3://example-sagemaker-bucket/custom-framework-training/models"
+    assert set(params) == {p.name for p in parameters.pipeline_parameters()}
+    # Nothing volatile may enter the step, or caching never hits.
+    assert "sagemaker_job_name" not in hps and "TrainingJobName" not in args
+
+
+def test_two_builds_from_the_same_tree_are_byte_identical():
+    first = run_cli("definition", "--offline")
+    second = run_cli("definition", "--offline")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert first.stderr == ""  # SDK noise stays out without --verbose
+
+
+def test_pycache_does_not_change_the_code_hash(tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    settings = build_settings({}, offline=True)
+    before = deploy.render(settings, source).code_uri
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    assert deploy.render(settings, source).code_uri == before
+
+
+def test_a_code_change_changes_exactly_the_submit_directory(tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    settings = build_settings({}, offline=True)
+    before = json.loads(deploy.render(settings, source).definition)
+    with (source / "train.py").open("a") as f:
+        f.write("\n# a change\n")
+    after = json.loads(deploy.render(settings, source).definition)
+    changes = diff.changes(before, after)
+    assert len(changes) == 1
+    assert changes[0].startswith("~ Steps[Train].Arguments.HyperParameters.sagemaker_submit_directory:")
+
+
+def test_pipeline_hyperparameters_match_train_py_flags():
+    sys.path.insert(0, str(ROOT / "user_src"))
+    try:
+        import train
+    finally:
+        sys.path.remove(str(ROOT / "user_src"))
+    defaults = vars(train.parse_args(["--train", "t", "--validation", "v"]))
+    for hp in HYPERPARAMETERS:
+        value = defaults[hp.name.replace("-", "_")]
+        assert (type(value), value) == (hp.type, hp.default), hp.name
+
+
+def test_metric_definitions_match_what_train_py_prints():
+    sys.path.insert(0, str(ROOT / "user_src"))
+    try:
+        from metrics import format_metrics
+    finally:
+        sys.path.remove(str(ROOT / "user_src"))
+    values = {name: 0.25 + i for i, name in enumerate(METRIC_NAMES)}
+    assert parse_metrics(f"noise\n{format_metrics(values)}\nmore", metric_definitions()) == values
