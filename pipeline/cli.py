@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
 
 from pipeline import parameters as params
 from pipeline.channels import ChannelError
-from pipeline.hyperparameters import HYPERPARAMETERS
+from pipeline.expressions import UnsupportedExpression
+from pipeline.hyperparameters import HYPERPARAMETERS, defaults
 from pipeline.settings import ENVIRONMENT, Settings, SettingsError, build_settings
 
 EXIT_ERROR = 2
@@ -123,18 +125,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_train_local(args: argparse.Namespace) -> int:
     from pipeline import job_config, local_job, sample_data, sourcedir
 
-    hyperparameters = {hp.name: hp.default for hp in HYPERPARAMETERS}
-    by_flag = {hp.name: hp.parameter_name for hp in HYPERPARAMETERS}
-    pairs = []
-    for pair in args.hp:
-        name, sep, value = pair.partition("=")
-        if not sep or name not in by_flag:
-            raise params.ParameterError(f"unknown hyperparameter in --hp {pair!r}; known: {', '.join(by_flag)}")
-        pairs.append(f"{by_flag[name]}={value}")
-    typed = _overrides(pairs)
-    hyperparameters.update({hp.name: typed[hp.parameter_name] for hp in HYPERPARAMETERS if hp.parameter_name in typed})
-
-    job_name = args.job_name or time.strftime("local-%Y%m%d-%H%M%S")
+    hyperparameters = {**defaults(), **params.parse_hyperparameters(args.hp)}
+    job_name = args.job_name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     job_dir = args.output_dir / job_name
     job_dir.mkdir(parents=True, exist_ok=True)
     channels = {"train": args.train, "validation": args.validation}
@@ -143,12 +135,18 @@ def cmd_train_local(args: argparse.Namespace) -> int:
         channels = {name: source or str(sample[name]) for name, source in channels.items()}
     archive = job_dir / "sourcedir.tar.gz"
     archive.write_bytes(sourcedir.pack(args.source_dir))
+    region = os.environ.get("AWS_REGION") or local_job.DEFAULT_REGION
     job = local_job.LocalJob(
         name=job_name,
-        submit_directory=str(archive),
-        hyperparameters=job_config.encode_hyperparameters(hyperparameters),
+        hyperparameters=job_config.hyperparameters(
+            job_config.encode_hyperparameters(hyperparameters),
+            program=args.entry_point,
+            submit_directory=str(archive),
+            region=region,
+            job_name=job_name,
+        ),
         channels=channels,
-        entry_point=args.entry_point,
+        region=region,
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         max_runtime_seconds=args.max_runtime,
@@ -171,6 +169,30 @@ def _report(result: object) -> int:
     else:
         print(f"training failed (exit {result.exit_code}): {result.failure_reason}", file=sys.stderr)
     return result.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import aws, deploy, local_run
+
+    if not args.local:
+        raise SettingsError("run needs --local; to run on SageMaker use: python -m pipeline start")
+    if args.deployed:
+        settings = _settings(args, required=("region",))
+        text = deploy.deployed_definition(aws.client("sagemaker", settings.region), settings.pipeline_name)
+        if text is None:
+            raise SettingsError(f"pipeline {settings.pipeline_name} is not deployed: run upsert, or drop --deployed")
+        definition = json.loads(text)
+        values = local_run.check_runnable(definition, args.param)
+    else:
+        settings = _settings(args)
+        rendered = deploy.render(settings, args.source_dir)
+        definition = json.loads(rendered.definition)
+        values = local_run.check_runnable(definition, args.param)
+        deploy.upload_code(aws.client("s3", settings.region), rendered)
+    steps = local_run.run(
+        definition, values, args.output_dir, pipeline_name=settings.pipeline_name, region=settings.region
+    )
+    return 0 if steps and all(step.result.succeeded for step in steps) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -253,6 +275,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
     p.set_defaults(func=cmd_start)
 
+    p = command("run", "run the pipeline definition's steps on this machine (no Docker)")
+    p.add_argument("--local", action="store_true", help="required: execute here, not on SageMaker")
+    p.add_argument("--deployed", action="store_true", help="run the definition deployed in the account")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="parameter override")
+    p.add_argument("--output-dir", type=Path, default=Path("local-jobs"), help="where job folders go")
+    p.set_defaults(func=cmd_run)
+
     p = command("status", "list recent executions")
     p.add_argument("--limit", type=int, default=5)
     p.set_defaults(func=cmd_status)
@@ -269,9 +298,15 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.sdk import quiet_sdk_logs
 
         quiet_sdk_logs()
-    errors: tuple[type[Exception], ...] = (SettingsError, params.ParameterError, ChannelError, FileNotFoundError)
+    errors: tuple[type[Exception], ...] = (
+        SettingsError,
+        params.ParameterError,
+        ChannelError,
+        UnsupportedExpression,
+        FileNotFoundError,
+    )
     try:
-        if args.command in ("definition", "diff", "upsert", "start", "status"):
+        if args.command in ("definition", "diff", "upsert", "start", "status", "run"):
             from pipeline import aws
 
             errors = (*errors, aws.AwsError, *aws.aws_errors())

@@ -31,6 +31,7 @@ FRAMEWORK_MODULE = "custom_framework_training.training:main"
 # The toolkit's `train` console script, started with this interpreter.
 TRAIN_COMMAND = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
 KILL_GRACE_SECONDS = 5.0
+DEFAULT_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,16 @@ class LocalJob:
     """What a CreateTrainingJob request says, reduced to what a local run needs."""
 
     name: str
-    submit_directory: str  # sourcedir.tar.gz: a local path or an s3:// URI
-    hyperparameters: Mapping[str, str]  # as hyperparameters.json holds them
+    # hyperparameters.json verbatim, the reserved sagemaker_program and
+    # sagemaker_submit_directory (a local tarball or an s3:// URI) included
+    hyperparameters: Mapping[str, str]
     channels: Mapping[str, str]  # channel name -> local folder or s3:// prefix
-    entry_point: str = "train.py"
     instance_type: str = "ml.m5.large"
     instance_count: int = 1
     max_runtime_seconds: float | None = None
-    region: str = "us-east-1"
+    region: str = DEFAULT_REGION
     metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)
+    environment: Mapping[str, str] = field(default_factory=dict)  # the job's Environment
 
 
 @dataclass(frozen=True)
@@ -69,15 +71,8 @@ def prepare_base_dir(base: Path, job: LocalJob, host: str, channel_data: Mapping
     for folder in (config, base / "model", base / "output" / "data", base / "code"):
         folder.mkdir(parents=True, exist_ok=True)
     hosts = job_config.host_names(job.instance_count)
-    hyperparameters = job_config.hyperparameters(
-        job.hyperparameters,
-        program=job.entry_point,
-        submit_directory=job.submit_directory,
-        region=job.region,
-        job_name=job.name,
-    )
     files = {
-        "hyperparameters.json": hyperparameters,
+        "hyperparameters.json": job.hyperparameters,
         "resourceconfig.json": job_config.resource_config(hosts, host, job.instance_type),
         "inputdataconfig.json": job_config.input_data_config(job.channels),
     }
@@ -89,7 +84,7 @@ def prepare_base_dir(base: Path, job: LocalJob, host: str, channel_data: Mapping
 
 def host_environment(base: Path, job: LocalJob) -> dict[str, str]:
     """The container's environment: the image's settings plus what the platform sets."""
-    env = dict(os.environ)
+    env = {**os.environ, **job.environment}
     env.setdefault("SAGEMAKER_TRAINING_MODULE", FRAMEWORK_MODULE)
     env.update(
         SAGEMAKER_BASE_DIR=str(base),

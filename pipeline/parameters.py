@@ -104,3 +104,16 @@ def parse_overrides(pairs: Iterable[str], parameters: Iterable[Parameter]) -> di
 def resolve(parameters: Iterable[Parameter], overrides: Mapping[str, Value]) -> dict[str, Value]:
     """Every parameter's value: its override if given, else its default."""
     return {p.name: overrides.get(p.name, p.default) for p in parameters}
+
+
+def parse_hyperparameters(pairs: Iterable[str]) -> dict[str, Value]:
+    """``["max-iter=50", ...]`` by ``train.py`` flag name, typed and checked like ``--param``."""
+    by_flag = {hp.name: hp.parameter_name for hp in HYPERPARAMETERS}
+    renamed = []
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or name not in by_flag:
+            raise ParameterError(f"unknown hyperparameter in --hp {pair!r}; known: {', '.join(by_flag)}")
+        renamed.append(f"{by_flag[name]}={raw}")
+    typed = parse_overrides(renamed, pipeline_parameters())
+    return {hp.name: typed[hp.parameter_name] for hp in HYPERPARAMETERS if hp.parameter_name in typed}

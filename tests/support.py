@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import local_job, sourcedir
+from pipeline import job_config, local_job, sourcedir
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_SRC = Path(__file__).resolve().parent / "fixtures" / "probe"
@@ -36,20 +36,20 @@ def probe_reports(log: str) -> list[dict]:
     return [json.loads(line.split("PROBE ", 1)[1]) for line in log.splitlines() if "PROBE {" in line]
 
 
-def make_job(tmp_path: Path, channels: dict[str, str], source: Path = PROBE_SRC, **overrides) -> local_job.LocalJob:
+def make_job(
+    tmp_path: Path, channels: dict[str, str], source: Path = PROBE_SRC, hyperparameters=None, **overrides
+) -> local_job.LocalJob:
+    """A job running ``source`` (the probe by default) with user hyperparameters as JSON strings."""
     archive = tmp_path / "sourcedir.tar.gz"
     archive.write_bytes(sourcedir.pack(source))
-    fields = {
-        "name": "test-job",
-        "submit_directory": str(archive),
-        "hyperparameters": {},
-        "channels": channels,
-        **overrides,
-    }
-    return local_job.LocalJob(**fields)
+    all_hyperparameters = job_config.hyperparameters(
+        hyperparameters or {}, program="train.py", submit_directory=str(archive), region=REGION, job_name="test-job"
+    )
+    return local_job.LocalJob(name="test-job", hyperparameters=all_hyperparameters, channels=channels, **overrides)
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
