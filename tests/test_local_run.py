@@ -1,0 +1,119 @@
+"""``run --local``: the deployed definition executed here, against a moto server."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import boto3
+import pytest
+from support import BUCKET, PROBE_SRC, REGION, probe_reports, run_cli
+
+from pipeline import expressions
+
+
+def s3_keys(prefix: str) -> list[str]:
+    s3 = boto3.client("s3", region_name=REGION)
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+def deployed_definition() -> dict:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    return json.loads(sm.describe_pipeline(PipelineName="test-pipeline")["PipelineDefinition"])
+
+
+def test_upsert_then_run_local_deployed_uploads_the_model_and_parses_metrics(aws_env, tmp_path):
+    assert run_cli("upsert").returncode == 0
+    done = run_cli("run", "--local", "--deployed", "--param", "MaxIter=20", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (model_key,) = [k for k in s3_keys("test-pipeline/models/") if k.endswith("/output/model.tar.gz")]
+    job_name = model_key.split("/")[2]
+    assert job_name.startswith("pipelines-local-") and job_name.endswith("-Train")
+    assert f"s3://{BUCKET}/{model_key}" in done.stdout
+    body = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=model_key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert sorted(tar.getnames()) == ["features.json", "model.joblib"]
+    for metric in ("train:accuracy", "validation:accuracy", "validation:f1", "validation:log_loss"):
+        assert f"  {metric} = " in done.stdout
+
+
+def test_what_the_script_sees_is_what_the_definition_deploys(aws_env, tmp_path):
+    assert run_cli("upsert", "--source-dir", str(PROBE_SRC)).returncode == 0
+    done = run_cli("run", "--local", "--deployed", "--param", "MaxIter=7", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (seen,) = probe_reports(done.stdout)
+    definition = deployed_definition()
+    values = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]} | {"MaxIter": 7}
+    args = expressions.evaluate(definition["Steps"][0]["Arguments"], values, {})
+    deployed = dict(args["HyperParameters"])
+    # The reserved names reach the toolkit, which turns them into these variables.
+    assert seen["env"]["SM_MODULE_DIR"] == json.loads(deployed.pop("sagemaker_submit_directory"))
+    assert seen["env"]["SM_USER_ENTRY_POINT"] == json.loads(deployed.pop("sagemaker_program"))
+    for reserved in ("sagemaker_region", "sagemaker_container_log_level"):
+        deployed.pop(reserved)
+
+    def decoded(text: str):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    assert json.loads(seen["env"]["SM_HPS"]) == {name: decoded(text) for name, text in deployed.items()}
+    assert json.loads(seen["env"]["SM_HPS"])["max-iter"] == 7
+    pairs = dict(zip(seen["argv"][::2], seen["argv"][1::2], strict=True))
+    assert pairs["--max-iter"] == "7"
+    channels = {c["ChannelName"] for c in args["InputDataConfig"]}
+    assert set(json.loads(seen["env"]["SM_CHANNELS"])) == channels
+    training_env = json.loads(seen["env"]["SM_TRAINING_ENV"])
+    assert training_env["current_instance_type"] == values["TrainingInstanceType"]
+
+
+def test_a_failing_script_fails_the_run_with_its_reason(aws_env, tmp_path):
+    assert run_cli("upsert", "--source-dir", str(PROBE_SRC)).returncode == 0
+    done = run_cli("run", "--local", "--deployed", "--output-dir", str(tmp_path), env={"PROBE_FAIL": "raise"})
+    assert done.returncode == 1
+    assert "step Train: Failed" in done.stdout
+    assert "probe asked to fail" in done.stdout
+    assert s3_keys("test-pipeline/models/") == []
+
+
+def test_missing_channel_data_is_one_line(aws_env, tmp_path):
+    done = run_cli("run", "--local", "--output-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "holds no objects: upload the data or fix the URI" in done.stderr
+
+
+def test_fresh_definition_runs_the_local_tree_without_deploying_it(aws_env, tmp_path):
+    assert run_cli("upsert").returncode == 0  # the deployed pipeline runs user_src
+    done = run_cli("run", "--local", "--source-dir", str(PROBE_SRC), "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (seen,) = probe_reports(done.stdout)
+    code_keys = s3_keys("test-pipeline/code/")
+    assert len(code_keys) == 2  # the deployed tree's archive and the probe's
+    assert seen["env"]["SM_MODULE_DIR"] in {f"s3://{BUCKET}/{key}" for key in code_keys}
+    assert deployed_definition() == json.loads(run_cli("definition").stdout)  # nothing was redeployed
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--deployed"], "run needs --local"),
+        (["run", "--local", "--deployed"], "pipeline test-pipeline is not deployed"),
+        (["run", "--local", "--param", "Nope=1"], "unknown parameter 'Nope'"),
+    ],
+)
+def test_run_bad_input_is_one_line(aws_env, args, message):
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert message in done.stderr
+
+
+def test_expressions_it_cannot_evaluate_are_named():
+    with pytest.raises(expressions.UnsupportedExpression, match=r"Steps\.Other\.Properties"):
+        expressions.evaluate({"Get": "Steps.Other.Properties.ModelArtifacts"}, {}, {})
+    with pytest.raises(expressions.UnsupportedExpression, match="Std:JsonGet"):
+        expressions.evaluate({"x": {"Std:JsonGet": {}}}, {}, {})
+    joined = {"Std:Join": {"On": "/", "Values": ["s3://b", {"Get": "Parameters.P"}, 3]}}
+    assert expressions.evaluate(joined, {"P": "k"}, {}) == "s3://b/k/3"
