@@ -72,8 +72,13 @@ def build_pipeline(settings: Settings, code_uri: str) -> Any:
     from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
     from sagemaker.workflow.steps import CacheConfig, TrainingStep
 
+    # Rendering makes no AWS call, so the session gets inert credentials: without
+    # them boto3 would search for real ones, up to the EC2 metadata endpoint.
+    boto_session = boto3.Session(
+        region_name=settings.region, aws_access_key_id="render-only", aws_secret_access_key="render-only"
+    )
     session = PipelineSession(
-        boto_session=boto3.Session(region_name=settings.region),
+        boto_session=boto_session,
         default_bucket=settings.bucket,
         sagemaker_config=SDK_DEFAULTS,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -154,3 +155,20 @@ def test_metric_definitions_match_what_train_py_prints():
         sys.path.remove(str(ROOT / "user_src"))
     values = {name: 0.25 + i for i, name in enumerate(METRIC_NAMES)}
     assert parse_metrics(f"noise\n{format_metrics(values)}\nmore", metric_definitions()) == values
+
+
+def test_offline_definition_opens_no_socket():
+    """Telemetry is opted out and no STS/S3 call is made: not even a DNS lookup happens."""
+    probe = (
+        "import sys\n"
+        "seen = []\n"
+        "sys.addaudithook(lambda event, args: seen.append((event, str(args[1:])))"
+        " if event in ('socket.connect', 'socket.getaddrinfo') else None)\n"
+        "from pipeline.cli import main\n"
+        "code = main(['definition', '--offline'])\n"
+        "print('SOCKETS', seen, file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "SOCKETS []" in done.stderr
