@@ -48,9 +48,17 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 # --- commands -----------------------------------------------------------------------------
 
 
+def _no_aws() -> None:
+    """Offline: the SDK builds a default session at import, and boto3 would then
+    look for credentials as far as the EC2 metadata endpoint; stop it there."""
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
 def cmd_definition(args: argparse.Namespace) -> int:
     from pipeline import aws, deploy
 
+    if args.offline:
+        _no_aws()
     settings = _settings(args, offline=args.offline)
     rendered = deploy.render(settings, args.source_dir)
     if not args.offline:
@@ -202,6 +210,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import deploy
 
     print("--- pipeline definition (offline, example account values) ---")
+    _no_aws()
     rendered = deploy.render(build_settings({}, offline=True), args.source_dir)
     print(json.dumps(json.loads(rendered.definition), indent=2))
     return 0

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Build the framework image (framework_image/Dockerfile) on this machine and print its
+# reference on the last line of stdout; every other output goes to stderr.
+#
+# Tag: ${IMAGE_NAME}:${IMAGE_TAG}, by default custom-framework:<full commit SHA of HEAD>,
+# the tag the deploy workflow pushes to ECR; "-dirty" is appended when framework_image/
+# (the build context) has uncommitted or untracked changes.
+#
+# Environment overrides:
+#   IMAGE_NAME  image name without tag (default: custom-framework)
+#   IMAGE_TAG   tag (default: the commit SHA as above)
+#   BASE_IMAGE  the Dockerfile's BASE_IMAGE (default: under docker, the Dockerfile's
+#               python:3.12-slim; under podman, a local Debian bookworm + python3 image)
+#   ENGINE      docker or podman (default: docker if a Docker engine answers, else podman)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+IMAGE_NAME="${IMAGE_NAME:-custom-framework}"
+if [[ -z "${IMAGE_TAG:-}" ]]; then
+    IMAGE_TAG="$(git -C "$here" rev-parse HEAD)"
+    if [[ -n "$(git -C "$here" status --porcelain -- .)" ]]; then
+        IMAGE_TAG="${IMAGE_TAG}-dirty"
+    fi
+fi
+image="${IMAGE_NAME}:${IMAGE_TAG}"
+
+if [[ -z "${ENGINE:-}" ]]; then
+    ENGINE=podman
+    if command -v docker >/dev/null && timeout 30 docker info >/dev/null 2>&1; then
+        ENGINE=docker
+    fi
+fi
+
+if [[ "$ENGINE" == docker ]]; then
+    docker build ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} --tag "$image" "$here" >&2
+    echo "$image"
+    exit 0
+fi
+
+# --- podman/buildah (Debian packages), as root -------------------------------------
+if [[ "$EUID" -ne 0 ]]; then
+    echo "build-local.sh: the podman build runs as root (storage, mmdebstrap); rerun with sudo" >&2
+    exit 1
+fi
+
+# Debian's podman/buildah/runc/mmdebstrap are all the build needs; install what is missing.
+missing=()
+for tool in podman buildah runc mmdebstrap; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    apt-get update >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2
+fi
+
+# runc, not crun: cgroups here are hybrid (v1 controllers plus a v2 mount), which crun refuses.
+runtime=(--runtime runc)
+# podman's default nofile (1048576) is above the host's hard limit and runc then fails to
+# start the container; stay at the host's hard limits, processes at most 32768.
+nofile="$(ulimit -Hn)"
+[[ "$nofile" == unlimited ]] && nofile=1048576
+nproc="$(ulimit -Hu)"
+[[ "$nproc" == unlimited || "$nproc" -gt 32768 ]] && nproc=32768
+ulimits=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
+# Storage: podman's default driver (overlay; podman info shows native overlay on ext4 here).
+
+work="$(mktemp -d /var/tmp/build-local.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+
+if [[ -z "${BASE_IMAGE:-}" ]]; then
+    # No registry is reachable, so the base is made here: Debian bookworm minbase + python3 +
+    # python3-venv (mmdebstrap, merged /usr without the usrmerge package and its perl), with
+    # docs, man pages and locales left out, imported as an image. Its tag hashes this recipe:
+    # an existing image is reused, and a changed recipe makes a new one (podman rmi to refresh).
+    recipe=(
+        --mode=root --variant=minbase --include=python3,python3-venv
+        --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
+        --dpkgopt='path-exclude=/usr/share/locale/*'
+        bookworm
+    )
+    mirrors=(
+        "deb http://deb.debian.org/debian bookworm main"
+        "deb http://deb.debian.org/debian bookworm-updates main"
+        "deb http://deb.debian.org/debian-security bookworm-security main"
+    )
+    recipe_hash="$(printf '%s\n' "${recipe[@]}" "${mirrors[@]}" | sha256sum | cut -c1-12)"
+    BASE_IMAGE="localhost/custom-framework-base:bookworm-python3-${recipe_hash}"
+    if podman image exists "$BASE_IMAGE"; then
+        echo "build-local.sh: reusing base image $BASE_IMAGE" >&2
+    else
+        mmdebstrap "${recipe[@]}" "$work/base.tar" "${mirrors[@]}" >&2
+        # An imported image has no config: give it the usual PATH.
+        podman import \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'CMD ["python3"]' \
+            "$work/base.tar" "$BASE_IMAGE" >&2
+    fi
+fi
+
+# pip inside the build must trust the host's CA bundle (the package index is reached
+# through it): mount the bundle and a pip.conf naming it into every build step; neither
+# ends up in an image layer.
+ca_bundle=/etc/ssl/certs/ca-certificates.crt
+printf '[global]\ncert = %s\n' "$ca_bundle" >"$work/pip.conf"
+volumes=(--volume "$ca_bundle:$ca_bundle:ro" --volume "$work/pip.conf:/etc/pip.conf:ro")
+
+podman build "${runtime[@]}" "${ulimits[@]}" "${volumes[@]}" \
+    --build-arg "BASE_IMAGE=$BASE_IMAGE" --tag "$image" "$here" >&2
+echo "$image"
