@@ -73,7 +73,7 @@ if [[ -z "${BASE_IMAGE:-}" ]]; then
     # docs, man pages and locales left out, imported as an image. Its tag hashes this recipe:
     # an existing image is reused, and a changed recipe makes a new one (podman rmi to refresh).
     recipe=(
-        --mode=root --variant=minbase --include=python3,python3-venv
+        --mode=root --variant=minbase --include=python3 --include=python3-venv
         --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'

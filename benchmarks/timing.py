@@ -1,0 +1,47 @@
+"""Wall-time helpers: commands run interleaved in one session, reported as medians and ratios.
+
+Machines are noisy, so every candidate is compared with a baseline measured in
+the same run, alternating the two so drift hits both alike.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def wall_time(command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> float:
+    """Seconds one run of ``command`` takes; a failing command aborts the benchmark."""
+    start = time.perf_counter()
+    subprocess.run(
+        command, cwd=cwd, env={**os.environ, **(env or {})}, check=True, stdout=subprocess.DEVNULL, timeout=600
+    )
+    return time.perf_counter() - start
+
+
+def interleaved(commands: Mapping[str, Callable[[], float]], runs: int = 7, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each timed callable, calling them in turn ``runs`` times."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for i in range(warmup + runs):
+        for name, timed in commands.items():
+            seconds = timed()
+            if i >= warmup:
+                samples[name].append(seconds)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report(title: str, medians: Mapping[str, float], baseline: str, runs: int) -> None:
+    """A markdown table: median seconds, and the ratio to the baseline."""
+    print(f"\n{title} (median of {runs} runs, {os.cpu_count()} cores)\n")
+    print("| command | median s | ratio to baseline |")
+    print("| --- | ---: | ---: |")
+    for name, seconds in medians.items():
+        print(f"| {name} | {seconds:.3f} | {seconds / medians[baseline]:.2f}x |")
