@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from timing import PYTHON, ROOT, interleaved, report, wall_time
+from timing import PYTHON, ROOT, interleaved, report, script_environment, wall_time
 
 from pipeline import sample_data
 
@@ -19,12 +19,7 @@ def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         data = sample_data.write(tmp / "data")
-        plain_env = {
-            "SM_CHANNEL_TRAIN": str(data["train"]),
-            "SM_CHANNEL_VALIDATION": str(data["validation"]),
-            "SM_MODEL_DIR": str(tmp / "model"),
-            "SM_OUTPUT_DATA_DIR": str(tmp / "output"),
-        }
+        plain_env = script_environment(data, tmp)
         job = [PYTHON, "-m", "pipeline", "train-local", "--train", str(data["train"])]
         job += ["--validation", str(data["validation"]), "--output-dir", str(tmp / "jobs")]
         medians = interleaved(

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from timing import PYTHON, ROOT, interleaved, report, wall_time
+from timing import PYTHON, ROOT, interleaved, report, script_environment, wall_time
 
 from pipeline import sample_data
 
@@ -64,12 +64,7 @@ def main(runs: int) -> None:
             shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
             wall_time([PYTHON, "-m", "pipeline", "upsert", "--source-dir", str(source)])  # seeds the data
             data = sample_data.write(tmp / "data")
-            plain_env = {
-                "SM_CHANNEL_TRAIN": str(data["train"]),
-                "SM_CHANNEL_VALIDATION": str(data["validation"]),
-                "SM_MODEL_DIR": str(tmp / "model"),
-                "SM_OUTPUT_DATA_DIR": str(tmp / "output"),
-            }
+            plain_env = script_environment(data, tmp)
             edits = iter(range(10_000))
 
             def edit_and_run() -> float:

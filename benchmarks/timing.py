@@ -45,3 +45,13 @@ def report(title: str, medians: Mapping[str, float], baseline: str, runs: int) -
     print("| --- | ---: | ---: |")
     for name, seconds in medians.items():
         print(f"| {name} | {seconds:.3f} | {seconds / medians[baseline]:.2f}x |")
+
+
+def script_environment(channels: Mapping[str, Path], scratch: Path) -> dict[str, str]:
+    """What running ``train.py`` by hand needs: the SM_* paths the toolkit would set."""
+    return {
+        "SM_CHANNEL_TRAIN": str(channels["train"]),
+        "SM_CHANNEL_VALIDATION": str(channels["validation"]),
+        "SM_MODEL_DIR": str(scratch / "model"),
+        "SM_OUTPUT_DATA_DIR": str(scratch / "output"),
+    }

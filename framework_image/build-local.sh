@@ -17,7 +17,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 IMAGE_NAME="${IMAGE_NAME:-custom-framework}"
 if [[ -z "${IMAGE_TAG:-}" ]]; then
-    IMAGE_TAG="$(git -C "$here" rev-parse HEAD)"
+    if ! IMAGE_TAG="$(git -C "$here" rev-parse HEAD 2>/dev/null)"; then
+        echo "build-local.sh: not a git checkout; set IMAGE_TAG" >&2
+        exit 1
+    fi
     if [[ -n "$(git -C "$here" status --porcelain -- .)" ]]; then
         IMAGE_TAG="${IMAGE_TAG}-dirty"
     fi
@@ -103,8 +106,11 @@ fi
 # through it): mount the bundle and a pip.conf naming it into every build step; neither
 # ends up in an image layer.
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
-printf '[global]\ncert = %s\n' "$ca_bundle" >"$work/pip.conf"
-volumes=(--volume "$ca_bundle:$ca_bundle:ro" --volume "$work/pip.conf:/etc/pip.conf:ro")
+volumes=()
+if [[ -f "$ca_bundle" ]]; then
+    printf '[global]\ncert = %s\n' "$ca_bundle" >"$work/pip.conf"
+    volumes=(--volume "$ca_bundle:$ca_bundle:ro" --volume "$work/pip.conf:/etc/pip.conf:ro")
+fi
 
 podman build "${runtime[@]}" "${ulimits[@]}" "${volumes[@]}" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" --tag "$image" "$here" >&2

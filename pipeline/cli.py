@@ -13,12 +13,16 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import parameters as params
 from pipeline.channels import ChannelError
 from pipeline.expressions import UnsupportedExpression
 from pipeline.hyperparameters import HYPERPARAMETERS, defaults
 from pipeline.settings import ENVIRONMENT, Settings, SettingsError, build_settings
+
+if TYPE_CHECKING:
+    from pipeline.local_job import JobResult
 
 EXIT_ERROR = 2
 USER_SRC = Path(__file__).resolve().parent.parent / "user_src"
@@ -163,10 +167,7 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     return _report(result)
 
 
-def _report(result: object) -> int:
-    from pipeline.local_job import JobResult
-
-    assert isinstance(result, JobResult)
+def _report(result: JobResult) -> int:
     print("---")
     if result.metrics:
         print("metrics:")
@@ -219,17 +220,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------
 
 
-def _local_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train", help="train channel: a folder or s3:// prefix [default: generated sample data]")
-    parser.add_argument("--validation", help="validation channel: a folder or s3:// prefix [default: sample data]")
-    names = ", ".join(hp.name for hp in HYPERPARAMETERS)
+def _overrides_flag(parser: argparse.ArgumentParser, flag: str, what: str, names: list[str]) -> None:
     parser.add_argument(
-        "--hp",
+        flag,
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help=f"hyperparameter override, repeatable; names: {names}",
+        help=f"{what} override, repeatable; names: {', '.join(names)}",
     )
+
+
+def _local_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", help="train channel: a folder or s3:// prefix [default: generated sample data]")
+    parser.add_argument("--validation", help="validation channel: a folder or s3:// prefix [default: sample data]")
+    _overrides_flag(parser, "--hp", "hyperparameter", [hp.name for hp in HYPERPARAMETERS])
     parser.add_argument("--instance-count", type=int, default=1, help="hosts to emulate, each with its own base dir")
     parser.add_argument("--instance-type", default="ml.m5.large", help="written to resourceconfig.json")
     parser.add_argument("--max-runtime", type=float, help="stop the job after this many seconds")
@@ -243,10 +247,11 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--verbose", action="store_true", help="show SDK and AWS client logs")
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, settings: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, settings: bool = True, source: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show SDK and AWS client logs")
-        p.add_argument("--source-dir", type=Path, default=USER_SRC, help="training code folder [default: user_src]")
+        if source:
+            p.add_argument("--source-dir", type=Path, default=USER_SRC, help="training code folder [default: user_src]")
         if settings:
             _settings_flags(p)
         return p
@@ -270,15 +275,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sample-data", action="store_true", help="do not seed empty default data prefixes")
     p.set_defaults(func=cmd_upsert)
 
-    p = command("start", "start a pipeline run, optionally waiting for it")
-    names = ", ".join(parameter.name for parameter in params.pipeline_parameters())
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help=f"parameter override, repeatable; names: {names}",
-    )
+    p = command("start", "start a pipeline run, optionally waiting for it", source=False)
+    _overrides_flag(p, "--param", "parameter", [parameter.name for parameter in params.pipeline_parameters()])
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
     p.add_argument("--poll-seconds", type=float, default=15.0, help="status poll interval with --wait")
     p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
@@ -287,11 +285,11 @@ def parser() -> argparse.ArgumentParser:
     p = command("run", "run the pipeline definition's steps on this machine (no Docker)")
     p.add_argument("--local", action="store_true", help="required: execute here, not on SageMaker")
     p.add_argument("--deployed", action="store_true", help="run the definition deployed in the account")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="parameter override")
+    _overrides_flag(p, "--param", "parameter", [parameter.name for parameter in params.pipeline_parameters()])
     p.add_argument("--output-dir", type=Path, default=Path("local-jobs"), help="where job folders go")
     p.set_defaults(func=cmd_run)
 
-    p = command("status", "list recent executions")
+    p = command("status", "list recent executions", source=False)
     p.add_argument("--limit", type=int, default=5)
     p.set_defaults(func=cmd_status)
     return root
