@@ -28,14 +28,19 @@ EXIT_ERROR = 2
 USER_SRC = Path(__file__).resolve().parent.parent / "user_src"
 
 
-def _settings_flags(parser: argparse.ArgumentParser) -> None:
+ALL_SETTINGS = tuple(ENVIRONMENT)
+RUN_SETTINGS = ("pipeline_name", "region")  # enough to reach a deployed pipeline
+
+
+def _settings_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
     group = parser.add_argument_group("settings (flag, else environment variable)")
-    for field, (env, help_text) in ENVIRONMENT.items():
+    for field in fields:
+        env, help_text = ENVIRONMENT[field]
         group.add_argument(f"--{field.replace('_', '-')}", dest=field, metavar=env, help=f"{help_text} [env: {env}]")
 
 
 def _settings(args: argparse.Namespace, offline: bool = False, required: tuple[str, ...] | None = None) -> Settings:
-    values = {field: getattr(args, field) or os.environ.get(env) for field, (env, _) in ENVIRONMENT.items()}
+    values = {field: getattr(args, field, None) or os.environ.get(env) for field, (env, _) in ENVIRONMENT.items()}
     values["region"] = values["region"] or os.environ.get("AWS_DEFAULT_REGION")
     return build_settings(values, offline=offline, required=required)
 
@@ -247,20 +252,22 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--verbose", action="store_true", help="show SDK and AWS client logs")
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, settings: bool = True, source: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, settings: tuple[str, ...] = ALL_SETTINGS, source: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show SDK and AWS client logs")
         if source:
             p.add_argument("--source-dir", type=Path, default=USER_SRC, help="training code folder [default: user_src]")
         if settings:
-            _settings_flags(p)
+            _settings_flags(p, settings)
         return p
 
-    p = command("demo", "train locally on the sample data, then print the pipeline definition (no AWS)", False)
+    p = command("demo", "train locally on the sample data, then print the pipeline definition (no AWS)", ())
     _local_flags(p)
     p.set_defaults(func=cmd_demo)
 
-    p = command("train-local", "run a training job here through the real toolkit, without Docker", False)
+    p = command("train-local", "run a training job here through the real toolkit, without Docker", ())
     _local_flags(p)
     p.set_defaults(func=cmd_train_local)
 
@@ -275,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sample-data", action="store_true", help="do not seed empty default data prefixes")
     p.set_defaults(func=cmd_upsert)
 
-    p = command("start", "start a pipeline run, optionally waiting for it", source=False)
+    p = command("start", "start a pipeline run, optionally waiting for it", RUN_SETTINGS, source=False)
     _overrides_flag(p, "--param", "parameter", [parameter.name for parameter in params.pipeline_parameters()])
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
     p.add_argument("--poll-seconds", type=float, default=15.0, help="status poll interval with --wait")
@@ -289,7 +296,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=Path("local-jobs"), help="where job folders go")
     p.set_defaults(func=cmd_run)
 
-    p = command("status", "list recent executions", source=False)
+    p = command("status", "list recent executions", RUN_SETTINGS, source=False)
     p.add_argument("--limit", type=int, default=5)
     p.set_defaults(func=cmd_status)
     return root
