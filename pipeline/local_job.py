@@ -128,10 +128,11 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 def _wait(processes: list[subprocess.Popen[bytes]], timeout: float | None) -> bool:
     """Wait for every host; False when ``timeout`` ran out first."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while any(p.poll() is None for p in processes):
-        if deadline is not None and time.monotonic() > deadline:
+    for process in processes:
+        try:
+            process.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             return False
-        time.sleep(0.05)
     return True
 
 

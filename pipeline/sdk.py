@@ -34,6 +34,26 @@ def quiet_sdk_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _skip_validating_sdk_defaults() -> None:
+    """Stop the SDK validating ``SDK_DEFAULTS`` against its config JSON schema.
+
+    v2 checks the whole schema when a session is made and again each time it
+    reads a default: 24 times per render, half of ``definition``'s wall time.
+    ``SDK_DEFAULTS`` is a constant, validated once by the tests instead; any other
+    config is still checked.
+    """
+    import sagemaker.session
+    import sagemaker.utils
+    from sagemaker.config import validate_sagemaker_config
+
+    def validate(config: dict | None = None) -> None:
+        if config is not SDK_DEFAULTS:
+            validate_sagemaker_config(config)
+
+    sagemaker.session.validate_sagemaker_config = validate
+    sagemaker.utils.validate_sagemaker_config = validate
+
+
 def _custom_framework_class() -> type:
     from sagemaker.estimator import Framework
 
@@ -72,6 +92,7 @@ def build_pipeline(settings: Settings, code_uri: str) -> Any:
     from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
     from sagemaker.workflow.steps import CacheConfig, TrainingStep
 
+    _skip_validating_sdk_defaults()
     # Rendering makes no AWS call, so the session gets inert credentials: without
     # them boto3 would search for real ones, up to the EC2 metadata endpoint.
     boto_session = boto3.Session(

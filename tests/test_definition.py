@@ -172,3 +172,13 @@ def test_offline_definition_opens_no_socket():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "SOCKETS []" in done.stderr
+
+
+def test_sdk_defaults_are_a_valid_sdk_config():
+    """sdk.py skips the SDK's per-lookup validation of this constant; it is checked here once."""
+    from sagemaker.config import validate_sagemaker_config
+
+    from pipeline import sdk
+
+    validate_sagemaker_config(sdk.SDK_DEFAULTS)
+    assert sdk.SDK_DEFAULTS["SageMaker"]["PythonSDK"]["Modules"]["TelemetryOptOut"] is True
