@@ -22,7 +22,13 @@ def wall_time(command: Sequence[str], env: Mapping[str, str] | None = None, cwd:
     """Seconds one run of ``command`` takes; a failing command aborts the benchmark."""
     start = time.perf_counter()
     subprocess.run(
-        command, cwd=cwd, env={**os.environ, **(env or {})}, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=600,
     )
     return time.perf_counter() - start
 

@@ -34,12 +34,12 @@ def render(settings: Settings, source_dir: Path = USER_SRC) -> Rendered:
     return Rendered(sdk.definition_json(settings, code_uri), code_uri, archive)
 
 
-def deployed_definition(sm: Any, name: str) -> str | None:
-    """The definition stored in the account, or None when the pipeline does not exist."""
+def deployed_pipeline(sm: Any, name: str) -> dict[str, Any] | None:
+    """DescribePipeline's answer, or None when the pipeline does not exist."""
     from botocore.exceptions import ClientError
 
     try:
-        return sm.describe_pipeline(PipelineName=name)["PipelineDefinition"]
+        return sm.describe_pipeline(PipelineName=name)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code")
         message = error.response.get("Error", {}).get("Message", "")
@@ -47,6 +47,18 @@ def deployed_definition(sm: Any, name: str) -> str | None:
         if code == "ResourceNotFound" or "does not exist" in message or "could not find" in message.lower():
             return None
         raise
+
+
+def deployed_definition(sm: Any, name: str) -> str | None:
+    """The definition stored in the account, or None when the pipeline does not exist."""
+    pipeline = deployed_pipeline(sm, name)
+    return pipeline["PipelineDefinition"] if pipeline else None
+
+
+def missing_tags(sm: Any, arn: str, wanted: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    """Configured tags the pipeline lacks or has with another value; tags added by hand stay."""
+    current = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn).get("Tags", [])}
+    return [{"Key": k, "Value": v} for k, v in wanted if current.get(k) != v]
 
 
 def plan(deployed: str | None, local: str) -> list[str]:
@@ -83,7 +95,8 @@ def upsert(settings: Settings, rendered: Rendered, seed_data: bool = True) -> Up
     sm = aws.client("sagemaker", settings.region)
     s3 = aws.client("s3", settings.region)
     aws.require_bucket(s3, settings.bucket)  # checks before anything is written
-    deployed = deployed_definition(sm, settings.pipeline_name)
+    pipeline = deployed_pipeline(sm, settings.pipeline_name)
+    deployed = pipeline["PipelineDefinition"] if pipeline else None
     uploaded = [rendered.code_uri] if upload_code(s3, rendered) else []
     if seed_data:
         uploaded += seed_sample_data(s3, settings)
@@ -97,6 +110,11 @@ def upsert(settings: Settings, rendered: Rendered, seed_data: bool = True) -> Up
     if deployed is None:
         tags = [{"Key": k, "Value": v} for k, v in settings.tags]
         sm.create_pipeline(**common, PipelineDisplayName=settings.pipeline_name, Tags=tags)
-    elif diff:
-        sm.update_pipeline(**common)
+    else:
+        if diff:
+            sm.update_pipeline(**common)
+        tags = missing_tags(sm, pipeline["PipelineArn"], settings.tags)
+        if tags:
+            sm.add_tags(ResourceArn=pipeline["PipelineArn"], Tags=tags)
+            diff += [f"~ Tags.{t['Key']}: {json.dumps(t['Value'])}" for t in tags]
     return UpsertResult(created=deployed is None, changes=diff, uploaded=uploaded)

@@ -135,3 +135,33 @@ def test_verbose_lets_sdk_logs_through(aws_env):
     loud = run_cli("--verbose", "upsert")
     assert quiet.stderr == ""
     assert loud.returncode == 0 and "INFO" in loud.stderr
+
+
+def test_tags_are_applied_on_create_and_on_update(aws_env):
+    assert run_cli("upsert", "--tags", "team=ml").returncode == 0
+    sm = boto3.client("sagemaker", region_name=REGION)
+    arn = sm.describe_pipeline(PipelineName="test-pipeline")["PipelineArn"]
+    assert {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]} == {"team": "ml"}
+    done = run_cli("upsert", "--tags", "team=ml,cost-center=42")
+    assert done.returncode == 0, done.stderr
+    assert '~ Tags.cost-center: "42"' in done.stdout
+    assert {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]} == {"team": "ml", "cost-center": "42"}
+    again = run_cli("upsert", "--tags", "team=ml,cost-center=42")
+    assert "nothing changed" in again.stdout
+
+
+def test_train_local_reads_s3_channels_through_boto3(aws_env, tmp_path):
+    from pipeline import sample_data
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for channel, text in sample_data.channel_files().items():
+        s3.put_object(Bucket=BUCKET, Key=f"input/{channel}/part-0.csv", Body=text.encode())
+    done = run_cli(
+        "train-local",
+        "--train", f"s3://{BUCKET}/input/train/",
+        "--validation", f"s3://{BUCKET}/input/validation/",
+        "--output-dir", str(tmp_path),
+        "--hp", "max-iter=10",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "validation:accuracy = " in done.stdout
