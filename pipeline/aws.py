@@ -38,14 +38,17 @@ def describe_error(error: Exception) -> str:
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
         return f"AWS {error.operation_name} failed: {info.get('Code')}: {info.get('Message')}"
+    if isinstance(error, AwsError):
+        return str(error)
     return f"AWS call failed: {error}"
 
 
 def aws_errors() -> tuple[type[Exception], ...]:
     """The exception types :func:`describe_error` turns into one line."""
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
-    return (BotoCoreError, ClientError)
+    return (AwsError, BotoCoreError, ClientError, Boto3Error)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -56,29 +59,28 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def require_bucket(s3: Any, bucket: str) -> None:
-    """Fail with the fix named when the bucket is missing or not ours to use."""
+def require_bucket(s3: Any, bucket: str, prefix: str) -> None:
+    """Fail with the fix named when the bucket is missing or ``prefix`` cannot be listed.
+
+    Listing under the prefix, not HeadBucket, is what a deploy role scoped to the
+    pipeline's prefix (``.github/aws/deploy-role-policy.json``) is allowed to do.
+    """
     from botocore.exceptions import ClientError
 
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/", MaxKeys=1)
     except ClientError as error:
         raise AwsError(
-            f"bucket {bucket} does not exist or is not accessible: create it, or set --bucket / SAGEMAKER_BUCKET"
+            f"bucket {bucket} does not exist or {prefix}/ in it is not accessible:"
+            " create the bucket, or set --bucket / SAGEMAKER_BUCKET"
         ) from error
 
 
 def object_exists(s3: Any, uri: str) -> bool:
-    from botocore.exceptions import ClientError
-
+    """Whether the key exists, found by listing (a prefix-scoped role may list but not HEAD)."""
     bucket, key = split_s3_uri(uri)
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    return any(item["Key"] == key for item in listed)
 
 
 def put_if_absent(s3: Any, uri: str, body: bytes) -> bool:

@@ -94,7 +94,7 @@ def upsert(settings: Settings, rendered: Rendered, seed_data: bool = True) -> Up
     """Create or update the pipeline; a run with nothing changed writes nothing."""
     sm = aws.client("sagemaker", settings.region)
     s3 = aws.client("s3", settings.region)
-    aws.require_bucket(s3, settings.bucket)  # checks before anything is written
+    aws.require_bucket(s3, settings.bucket, settings.prefix)  # checks before anything is written
     pipeline = deployed_pipeline(sm, settings.pipeline_name)
     deployed = pipeline["PipelineDefinition"] if pipeline else None
     uploaded = [rendered.code_uri] if upload_code(s3, rendered) else []
@@ -113,7 +113,7 @@ def upsert(settings: Settings, rendered: Rendered, seed_data: bool = True) -> Up
     else:
         if diff:
             sm.update_pipeline(**common)
-        tags = missing_tags(sm, pipeline["PipelineArn"], settings.tags)
+        tags = missing_tags(sm, pipeline["PipelineArn"], settings.tags) if settings.tags else []
         if tags:
             sm.add_tags(ResourceArn=pipeline["PipelineArn"], Tags=tags)
             diff += [f"~ Tags.{t['Key']}: {json.dumps(t['Value'])}" for t in tags]

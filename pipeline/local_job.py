@@ -8,29 +8,25 @@ too: ``model/`` becomes ``model.tar.gz`` and ``output/data`` ``output.tar.gz``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pipeline import channels, job_config
+from pipeline import channels, job_config, processes
 from pipeline.metric_definitions import metric_definitions, parse_metrics
 
 FRAMEWORK_MODULE = "custom_framework_training.training:main"
 # The toolkit's `train` console script, started with this interpreter.
 TRAIN_COMMAND = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
-KILL_GRACE_SECONDS = 5.0
 DEFAULT_REGION = "us-east-1"
 
 
@@ -99,41 +95,21 @@ def host_environment(base: Path, job: LocalJob) -> dict[str, str]:
 
 
 def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str]) -> None:
-    """Copy a host's output to its log file and, prefixed, to ``sink``."""
+    """Copy a host's output to its log file and, prefixed, to ``sink``.
+
+    The log is complete even if ``sink`` goes away (``train-local | head``):
+    metrics are parsed from it, and the pipe must keep draining.
+    """
+    echo = True
     with log.open("wb") as out:
         for line in iter(stream.readline, b""):
             out.write(line)
-            sink.write(prefix + line.decode(errors="replace"))
-            sink.flush()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    # A group can outlive its leader (an orphaned user script), so signal it even after exit.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each host's process group, then SIGKILL whatever is left after a grace period."""
-    for process in processes:
-        _signal_group(process, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE_SECONDS
-    while time.monotonic() < deadline and any(p.poll() is None for p in processes):
-        time.sleep(0.05)
-    for process in processes:
-        _signal_group(process, signal.SIGKILL)
-        process.wait()
-
-
-def _wait(processes: list[subprocess.Popen[bytes]], timeout: float | None) -> bool:
-    """Wait for every host; False when ``timeout`` ran out first."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for process in processes:
-        try:
-            process.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            return False
-    return True
+            if echo:
+                try:
+                    sink.write(prefix + line.decode(errors="replace"))
+                    sink.flush()
+                except OSError:
+                    echo = False
 
 
 def pack_dir(folder: Path, archive: Path) -> Path:
@@ -142,10 +118,6 @@ def pack_dir(folder: Path, archive: Path) -> Path:
         for path in sorted(folder.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
     return archive
-
-
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def run(job: LocalJob, job_dir: Path, sink: IO[str] = sys.stdout) -> JobResult:
@@ -162,35 +134,22 @@ def run(job: LocalJob, job_dir: Path, sink: IO[str] = sys.stdout) -> JobResult:
         for host, base in bases.items():
             prepare_base_dir(base, job, host, channel_data)
         logs = {host: job_dir / f"{host}.log" for host in hosts}
-        processes: list[subprocess.Popen[bytes]] = []
+        running = processes.Hosts()
         pumps = []
-        previous = signal.getsignal(signal.SIGTERM)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        try:
-            for host, base in bases.items():
-                process = subprocess.Popen(
-                    TRAIN_COMMAND,
-                    env=host_environment(base, job),
-                    cwd=base,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-                processes.append(process)
-                prefix = f"[{host}] " if len(hosts) > 1 else ""
-                pump = threading.Thread(target=_pump, args=(process.stdout, logs[host], prefix, sink), daemon=True)
-                pump.start()
-                pumps.append(pump)
-            finished = _wait(processes, job.max_runtime_seconds)
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, previous)
-            _stop(processes)  # also on KeyboardInterrupt: no host outlives the job
-            for pump in pumps:
-                pump.join(timeout=KILL_GRACE_SECONDS)
-        return _collect(job, job_dir, bases, logs, processes, finished)
+        with processes.stop_signals_interrupt():
+            try:
+                for host, base in bases.items():
+                    process = running.start(TRAIN_COMMAND, host_environment(base, job), base)
+                    prefix = f"[{host}] " if len(hosts) > 1 else ""
+                    pump = threading.Thread(target=_pump, args=(process.stdout, logs[host], prefix, sink), daemon=True)
+                    pump.start()
+                    pumps.append(pump)
+                finished = running.wait(job.max_runtime_seconds)
+            finally:
+                running.stop()  # also on Ctrl-C: no host outlives the job
+                for pump in pumps:
+                    pump.join(timeout=processes.KILL_GRACE_SECONDS)
+        return _collect(job, job_dir, bases, logs, running.processes, finished)
 
 
 def _collect(
@@ -198,7 +157,7 @@ def _collect(
     job_dir: Path,
     bases: Mapping[str, Path],
     logs: Mapping[str, Path],
-    processes: list[subprocess.Popen[bytes]],
+    exited: list[subprocess.Popen[bytes]],
     finished: bool,
 ) -> JobResult:
     """Exit code, failure reason, metrics and artifacts, read from the leader (algo-1) first."""
@@ -209,12 +168,19 @@ def _collect(
         exit_code = 124
         reason = f"MaxRuntimeExceeded: the job ran longer than {job.max_runtime_seconds:g} s and was stopped"
     else:
-        for (host, base), process in zip(bases.items(), processes, strict=True):
-            if process.returncode != 0:
-                exit_code = exit_code or process.returncode or 1
-                failure = base / "output" / "failure"
-                text = failure.read_text().strip() if failure.exists() else "no output/failure file was written"
-                reason = reason or f"{host}: {text}"
+        failed = [
+            (host, base, process.returncode)
+            for (host, base), process in zip(bases.items(), exited, strict=True)
+            if process.returncode != 0
+        ]
+        # The host that wrote a failure file is the cause; the others were stopped because of it.
+        failed.sort(key=lambda item: not (item[1] / "output" / "failure").exists())
+        if failed:
+            host, base, code = failed[0]
+            exit_code = code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports
+            failure = base / "output" / "failure"
+            text = failure.read_text().strip() if failure.exists() else "no output/failure file was written"
+            reason = f"{host}: {text}"
     model = output = None
     if exit_code == 0:
         model = pack_dir(bases[leader] / "model", job_dir / "model.tar.gz")

@@ -165,3 +165,45 @@ def test_train_local_reads_s3_channels_through_boto3(aws_env, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "validation:accuracy = " in done.stdout
+
+
+# How boto3 operations map to the IAM actions that authorise them.
+S3_ACTIONS = {"ListObjectsV2": "s3:ListBucket", "HeadObject": "s3:GetObject", "GetObject": "s3:GetObject"}
+
+
+def test_the_deploy_role_allows_every_call_the_deploy_makes(aws_env, capsys):
+    """Record the AWS operations of upsert/diff/start/status and check each against the policy."""
+    import json
+
+    from support import ROOT
+
+    from pipeline import cli
+
+    called: set[str] = set()
+
+    def record(model, **_):
+        service = model.service_model.service_name
+        called.add(S3_ACTIONS.get(model.name, f"{service}:{model.name}"))
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-call", record)
+    try:
+        for args in (
+            ["upsert"],
+            ["upsert", "--tags", "team=ml"],
+            ["diff", "--tags", "team=ml"],
+            ["start", "--wait", "--poll-seconds", "0"],
+        ):
+            assert cli.main(args) == 0, capsys.readouterr()
+        assert cli.main(["status"]) == 0
+    finally:
+        boto3.DEFAULT_SESSION = None
+    policy = json.loads((ROOT / ".github" / "aws" / "deploy-role-policy.json").read_text())
+    granted = {
+        a
+        for s in policy["Statement"]
+        if s["Effect"] == "Allow"
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert {"s3:ListBucket", "s3:PutObject", "sagemaker:CreatePipeline", "sagemaker:ListTags"} <= called
+    assert called - granted == set()

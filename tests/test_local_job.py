@@ -171,13 +171,12 @@ def _alive(pid: int) -> bool:
     return status != "Z"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_leaves_no_orphan_process(tmp_path, sig):
-    pid_file = tmp_path / "pids"
+def start_train_local(tmp_path: Path, pid_file: Path, **env: str) -> subprocess.Popen:
+    """``train-local`` on the probe, returning once the probe has started."""
     cli = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "train-local", "--source-dir", str(PROBE_SRC), "--output-dir", tmp_path],
         cwd=ROOT,
-        env={**os.environ, "PROBE_SLEEP": "60", "PROBE_PID_FILE": str(pid_file)},
+        env={**os.environ, "PROBE_SLEEP": "60", "PROBE_PID_FILE": str(pid_file), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -186,10 +185,39 @@ def test_interrupt_leaves_no_orphan_process(tmp_path, sig):
     while not (pid_file.exists() and pid_file.read_text().strip()):
         assert time.monotonic() < deadline and cli.poll() is None, "probe never started"
         time.sleep(0.1)
+    return cli
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_interrupt_leaves_no_orphan_process(tmp_path, sig):
+    pid_file = tmp_path / "pids"
+    cli = start_train_local(tmp_path, pid_file)
     cli.send_signal(sig)
     _, stderr = cli.communicate(timeout=30)
     assert cli.returncode == 130
     assert "interrupted" in stderr
+    assert_all_gone(pid_file)
+
+
+def test_a_script_ignoring_sigterm_is_killed_even_on_a_second_ctrl_c(tmp_path):
+    pid_file = tmp_path / "pids"
+    cli = start_train_local(tmp_path, pid_file, PROBE_IGNORE_TERM="1")
+    cli.send_signal(signal.SIGINT)
+    time.sleep(1)  # inside the grace period: the probe ignored SIGTERM
+    cli.send_signal(signal.SIGINT)
+    cli.communicate(timeout=30)
+    assert cli.returncode == 130
+    assert_all_gone(pid_file)  # the toolkit's train process and the probe
+
+
+def test_one_failing_host_stops_the_others(tmp_path, channels, monkeypatch):
+    pid_file = tmp_path / "pids"
+    env = {"PROBE_FAIL": "raise", "PROBE_FAIL_HOST": "algo-2", "PROBE_SLEEP": "60", "PROBE_PID_FILE": str(pid_file)}
+    started = time.monotonic()
+    result = run_probe(tmp_path, channels, monkeypatch, env=env, instance_count=2)
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 1
+    assert result.failure_reason.startswith("algo-2: ") and "probe asked to fail" in result.failure_reason
     assert_all_gone(pid_file)
 
 
@@ -228,6 +256,6 @@ def test_train_local_failure_shows_reason_and_exit_code(tmp_path):
 def test_train_local_bad_input_is_one_line(tmp_path, args, message):
     done = run_cli("train-local", "--output-dir", str(tmp_path), *args)
     assert done.returncode == 2
-    assert done.stderr.strip() == f"error: {done.stderr.strip().removeprefix('error: ')}"
+    assert done.stderr.startswith("error: ")
     assert len(done.stderr.strip().splitlines()) == 1
     assert message in done.stderr
