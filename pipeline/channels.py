@@ -17,7 +17,10 @@ def fetch(source: str, destination: Path, region: str | None = None) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     if source.startswith("s3://"):
         if aws.download_prefix(aws.client("s3", region), source, destination) == 0:
-            raise ChannelError(f"channel source {source} holds no objects: upload the data or fix the URI")
+            raise ChannelError(
+                f"channel source {source} holds no objects: upload the data (upsert seeds the sample data"
+                " at the default prefixes) or point the channel elsewhere"
+            )
         return
     path = Path(source)
     if not path.exists():

@@ -12,20 +12,22 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import parameters as params
 from pipeline.channels import ChannelError
+from pipeline.deploy import USER_SRC
 from pipeline.expressions import UnsupportedExpression
 from pipeline.hyperparameters import HYPERPARAMETERS, defaults
 from pipeline.settings import ENVIRONMENT, Settings, SettingsError, build_settings
+from pipeline.sourcedir import ENTRY_POINT
 
 if TYPE_CHECKING:
     from pipeline.local_job import JobResult
 
 EXIT_ERROR = 2
-USER_SRC = Path(__file__).resolve().parent.parent / "user_src"
 
 
 ALL_SETTINGS = tuple(ENVIRONMENT)
@@ -39,14 +41,27 @@ def _settings_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...]) ->
         group.add_argument(f"--{field.replace('_', '-')}", dest=field, metavar=env, help=f"{help_text} [env: {env}]")
 
 
-def _settings(args: argparse.Namespace, offline: bool = False, required: tuple[str, ...] | None = None) -> Settings:
+def _settings(args: argparse.Namespace, offline: bool = False, fields: tuple[str, ...] | None = None) -> Settings:
     values = {field: getattr(args, field, None) or os.environ.get(env) for field, (env, _) in ENVIRONMENT.items()}
     values["region"] = values["region"] or os.environ.get("AWS_DEFAULT_REGION")
-    return build_settings(values, offline=offline, required=required)
+    return build_settings(values, offline=offline, fields=fields)
 
 
 def _overrides(pairs: list[str]) -> dict[str, params.Value]:
     return params.parse_overrides(pairs, params.pipeline_parameters())
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: ``kind`` above zero, so a bad count is a usage error, not a traceback."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -116,7 +131,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from pipeline import aws, executions
 
     overrides = _overrides(args.param)
-    settings = _settings(args, required=("region",))
+    settings = _settings(args, fields=RUN_SETTINGS)
     sm = aws.client("sagemaker", settings.region)
     arn = executions.start(sm, settings.pipeline_name, overrides)
     print(f"started {arn}")
@@ -129,13 +144,14 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline import aws, executions
 
-    settings = _settings(args, required=("region",))
+    settings = _settings(args, fields=RUN_SETTINGS)
     runs = executions.recent(aws.client("sagemaker", settings.region), settings.pipeline_name, args.limit)
     if not runs:
         print(f"no executions of {settings.pipeline_name}")
     for run in runs:
         started = run.get("StartTime")
-        print(f"{run['PipelineExecutionStatus']:<10} {started:%Y-%m-%d %H:%M:%S}  {run['PipelineExecutionArn']}")
+        when = f"{started:%Y-%m-%d %H:%M:%S}" if started else "-"
+        print(f"{run['PipelineExecutionStatus']:<10} {when:<19}  {run['PipelineExecutionArn']}")
     return 0
 
 
@@ -143,6 +159,7 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     from pipeline import job_config, local_job, sample_data, sourcedir
 
     hyperparameters = {**defaults(), **params.parse_hyperparameters(args.hp)}
+    sourcedir.check(args.source_dir, args.entry_point)
     job_name = args.job_name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     job_dir = args.output_dir / job_name
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -190,18 +207,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.local:
         raise SettingsError("run needs --local; to run on SageMaker use: python -m pipeline start")
+    rendered = None
     if args.deployed:
-        settings = _settings(args, required=("region",))
+        settings = _settings(args, fields=RUN_SETTINGS)
         text = deploy.deployed_definition(aws.client("sagemaker", settings.region), settings.pipeline_name)
         if text is None:
             raise SettingsError(f"pipeline {settings.pipeline_name} is not deployed: run upsert, or drop --deployed")
-        definition = json.loads(text)
-        values = local_run.check_runnable(definition, args.param)
     else:
         settings = _settings(args)
         rendered = deploy.render(settings, args.source_dir)
-        definition = json.loads(rendered.definition)
-        values = local_run.check_runnable(definition, args.param)
+        text = rendered.definition
+    definition = json.loads(text)
+    values = local_run.check_runnable(definition, args.param)  # before anything is uploaded or run
+    if rendered:
         deploy.upload_code(aws.client("s3", settings.region), rendered)
     steps = local_run.run(
         definition, values, args.output_dir, pipeline_name=settings.pipeline_name, region=settings.region
@@ -225,24 +243,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------
 
 
-def _overrides_flag(parser: argparse.ArgumentParser, flag: str, what: str, names: list[str]) -> None:
+def _overrides_flag(parser: argparse.ArgumentParser, flag: str, what: str, names: dict[str, str]) -> None:
+    """A repeatable NAME=VALUE flag whose help lists every name, its type and meaning."""
+    listed = "; ".join(f"{name}: {meaning}" for name, meaning in names.items())
     parser.add_argument(
-        flag,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help=f"{what} override, repeatable; names: {', '.join(names)}",
+        flag, action="append", default=[], metavar="NAME=VALUE", help=f"{what} override, repeatable. {listed}"
     )
+
+
+def _parameter_help() -> dict[str, str]:
+    return {p.name: f"{p.type.__name__}, {p.help}" for p in params.pipeline_parameters()}
 
 
 def _local_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", help="train channel: a folder or s3:// prefix [default: generated sample data]")
     parser.add_argument("--validation", help="validation channel: a folder or s3:// prefix [default: sample data]")
-    _overrides_flag(parser, "--hp", "hyperparameter", [hp.name for hp in HYPERPARAMETERS])
-    parser.add_argument("--instance-count", type=int, default=1, help="hosts to emulate, each with its own base dir")
+    _overrides_flag(
+        parser, "--hp", "hyperparameter", {hp.name: f"{hp.type.__name__}, {hp.help}" for hp in HYPERPARAMETERS}
+    )
+    parser.add_argument(
+        "--instance-count", type=_positive(int), default=1, help="hosts to emulate, each with its own base dir"
+    )
     parser.add_argument("--instance-type", default="ml.m5.large", help="written to resourceconfig.json")
-    parser.add_argument("--max-runtime", type=float, help="stop the job after this many seconds")
-    parser.add_argument("--entry-point", default="train.py", help="script inside --source-dir")
+    parser.add_argument("--max-runtime", type=_positive(float), help="stop the job after this many seconds")
+    parser.add_argument("--entry-point", default=ENTRY_POINT, help="script inside --source-dir")
     parser.add_argument("--job-name", help="default: local-<timestamp>")
     parser.add_argument("--output-dir", type=Path, default=Path("local-jobs"), help="where job folders go")
 
@@ -283,21 +307,21 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_upsert)
 
     p = command("start", "start a pipeline run, optionally waiting for it", RUN_SETTINGS, source=False)
-    _overrides_flag(p, "--param", "parameter", [parameter.name for parameter in params.pipeline_parameters()])
+    _overrides_flag(p, "--param", "parameter", _parameter_help())
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
-    p.add_argument("--poll-seconds", type=float, default=15.0, help="status poll interval with --wait")
-    p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
+    p.add_argument("--poll-seconds", type=_positive(float), default=15.0, help="status poll interval with --wait")
+    p.add_argument("--timeout", type=_positive(float), help="stop waiting after this many seconds")
     p.set_defaults(func=cmd_start)
 
     p = command("run", "run the pipeline definition's steps on this machine (no Docker)")
     p.add_argument("--local", action="store_true", help="required: execute here, not on SageMaker")
     p.add_argument("--deployed", action="store_true", help="run the definition deployed in the account")
-    _overrides_flag(p, "--param", "parameter", [parameter.name for parameter in params.pipeline_parameters()])
+    _overrides_flag(p, "--param", "parameter", _parameter_help())
     p.add_argument("--output-dir", type=Path, default=Path("local-jobs"), help="where job folders go")
     p.set_defaults(func=cmd_run)
 
     p = command("status", "list recent executions", RUN_SETTINGS, source=False)
-    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--limit", type=_positive(int), default=5, help="how many runs to list")
     p.set_defaults(func=cmd_status)
     return root
 
@@ -312,25 +336,29 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.sdk import quiet_sdk_logs
 
         quiet_sdk_logs()
-    errors: tuple[type[Exception], ...] = (
-        SettingsError,
-        params.ParameterError,
-        ChannelError,
-        UnsupportedExpression,
-        FileNotFoundError,
-    )
     try:
-        if args.command in ("definition", "diff", "upsert", "start", "status", "run"):
-            from pipeline import aws
-
-            errors = (*errors, aws.AwsError, *aws.aws_errors())
         return args.func(args)
-    except errors as error:
-        from pipeline import aws
-
-        message = aws.describe_error(error) if isinstance(error, aws.aws_errors()) else str(error)
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        message = _one_line(error)
+        if message is None:
+            raise  # a bug: the traceback is the useful output
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+USER_ERRORS = (SettingsError, params.ParameterError, ChannelError, UnsupportedExpression, OSError)
+
+
+def _one_line(error: Exception) -> str | None:
+    """The message for an error the user can fix, or None for a bug."""
+    if "botocore" in sys.modules:  # only commands that reached AWS can fail there
+        from pipeline import aws
+
+        if isinstance(error, aws.aws_errors()):
+            return aws.describe_error(error)
+    if isinstance(error, USER_ERRORS):
+        return str(error)
+    return None

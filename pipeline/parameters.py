@@ -108,12 +108,11 @@ def resolve(parameters: Iterable[Parameter], overrides: Mapping[str, Value]) -> 
 
 def parse_hyperparameters(pairs: Iterable[str]) -> dict[str, Value]:
     """``["max-iter=50", ...]`` by ``train.py`` flag name, typed and checked like ``--param``."""
-    by_flag = {hp.name: hp.parameter_name for hp in HYPERPARAMETERS}
-    renamed = []
+    by_flag = {p.hyperparameter: p for p in pipeline_parameters() if p.hyperparameter}
+    values: dict[str, Value] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or name not in by_flag:
             raise ParameterError(f"unknown hyperparameter in --hp {pair!r}; known: {', '.join(by_flag)}")
-        renamed.append(f"{by_flag[name]}={raw}")
-    typed = parse_overrides(renamed, pipeline_parameters())
-    return {hp.name: typed[hp.parameter_name] for hp in HYPERPARAMETERS if hp.parameter_name in typed}
+        values[name] = convert(by_flag[name], raw)
+    return values

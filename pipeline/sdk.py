@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 from pipeline import parameters as params
+from pipeline import sourcedir
 from pipeline.metric_definitions import metric_definitions
 from pipeline.settings import Settings
 
@@ -24,7 +25,6 @@ SDK_DEFAULTS = {
     "SchemaVersion": "1.0",
     "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
 }
-ENTRY_POINT = "train.py"
 TRAINING_STEP = "Train"
 
 
@@ -110,7 +110,7 @@ def build_pipeline(settings: Settings, code_uri: str) -> Any:
     )
     variables = _pipeline_variables(parameters)
     estimator = _custom_framework_class()(
-        entry_point=ENTRY_POINT,
+        entry_point=sourcedir.ENTRY_POINT,
         source_dir=code_uri,
         image_uri=variables[params.IMAGE_URI_PARAM],
         role=settings.role_arn,

@@ -90,20 +90,22 @@ REQUIRED = ("region", "role_arn", "bucket", "image_uri")
 
 
 def build_settings(
-    values: dict[str, str | None], *, offline: bool = False, required: tuple[str, ...] | None = None
+    values: dict[str, str | None], *, offline: bool = False, fields: tuple[str, ...] | None = None
 ) -> Settings:
     """Validated settings from flag/env values; ``offline`` fills gaps with example values.
 
-    Commands that only talk to an existing pipeline (``start``, ``status``)
-    require fewer fields; those left empty stay empty and unchecked.
+    ``fields`` limits what is read to what a command uses (``start`` and
+    ``status`` need only the pipeline name and region): the rest stays empty and
+    unchecked, so a stray variable for another command cannot fail this one.
     """
-    merged = dict(values)
-    merged["pipeline_name"] = merged.get("pipeline_name") or DEFAULT_PIPELINE_NAME
+    used = ("pipeline_name", *REQUIRED, "tags") if fields is None else ("pipeline_name", *fields)
+    merged = {field: values.get(field) for field in used}
+    merged["pipeline_name"] = merged["pipeline_name"] or DEFAULT_PIPELINE_NAME
     if offline:
         for field, example in OFFLINE_EXAMPLES.items():
             merged[field] = merged.get(field) or example
-    for field in REQUIRED if required is None else required:
-        if not merged.get(field):
+    for field in REQUIRED:
+        if field in used and not merged.get(field):
             raise _missing(field)
     checks = {
         "pipeline_name": (PIPELINE_NAME, "letters, digits and hyphens, at most 256"),

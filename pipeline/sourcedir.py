@@ -13,9 +13,18 @@ import io
 import tarfile
 from pathlib import Path
 
+ENTRY_POINT = "train.py"  # the script in the archive that the toolkit runs
 # Build and editor leftovers that must never change the hash.
 EXCLUDED_DIRS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache", ".git"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
+
+
+def check(source_dir: Path, entry_point: str = ENTRY_POINT) -> None:
+    """Fail before packing when the folder or its entry point is missing: an empty archive would deploy."""
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"source dir {source_dir} is not a folder: pass --source-dir with your training code")
+    if not (source_dir / entry_point).is_file():
+        raise FileNotFoundError(f"source dir {source_dir} has no {entry_point}: add it, or pass --entry-point")
 
 
 def included_files(source_dir: Path) -> list[Path]:

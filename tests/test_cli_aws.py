@@ -124,6 +124,21 @@ def test_unreachable_endpoint_is_one_line_and_quick(aws_env):
     _one_line_error(done, "cannot reach the AWS endpoint", "AWS_ENDPOINT_URL")
 
 
+def test_train_local_aws_errors_are_one_line(aws_env, tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}"
+    done = run_cli(
+        "train-local", "--train", "s3://b/t/", "--output-dir", str(tmp_path), env={"AWS_ENDPOINT_URL": closed}
+    )
+    _one_line_error(done, "cannot reach the AWS endpoint")
+
+
+def test_status_ignores_settings_it_does_not_use(aws_env):
+    assert run_cli("upsert").returncode == 0
+    done = run_cli("status", env={"SAGEMAKER_BUCKET": "s3://not-a-bucket-name", "IMAGE_URI": "nope"})
+    assert done.returncode == 0, done.stderr
+    assert "no executions of test-pipeline" in done.stdout
+
+
 def test_parameter_errors_come_before_any_aws_call(aws_env):
     closed = f"http://127.0.0.1:{free_port()}"
     done = run_cli("start", "--param", "Nope=1", env={"AWS_ENDPOINT_URL": closed}, timeout=60)
@@ -192,7 +207,7 @@ def test_the_deploy_role_allows_every_call_the_deploy_makes(aws_env, capsys):
             ["upsert"],
             ["upsert", "--tags", "team=ml"],
             ["diff", "--tags", "team=ml"],
-            ["start", "--wait", "--poll-seconds", "0"],
+            ["start", "--wait", "--poll-seconds", "0.01"],
         ):
             assert cli.main(args) == 0, capsys.readouterr()
         assert cli.main(["status"]) == 0

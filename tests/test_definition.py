@@ -143,8 +143,10 @@ def test_pipeline_hyperparameters_match_train_py_flags():
         sys.path.remove(str(ROOT / "user_src"))
     defaults = vars(train.parse_args(["--train", "t", "--validation", "v"]))
     for hp in HYPERPARAMETERS:
-        value = defaults[hp.name.replace("-", "_")]
+        value = defaults.pop(hp.name.replace("-", "_"))
         assert (type(value), value) == (hp.type, hp.default), hp.name
+    # Every other flag of train.py is a path SageMaker provides, never a hyperparameter.
+    assert set(defaults) == {"model_dir", "train", "validation", "output_data_dir"}
 
 
 def test_metric_definitions_match_what_train_py_prints():

@@ -251,6 +251,8 @@ def test_train_local_failure_shows_reason_and_exit_code(tmp_path):
         (["--hp", "max-iter=ten"], "parameter MaxIter expects int, got 'ten'"),
         (["--hp", "depth=3"], "unknown hyperparameter in --hp 'depth=3'"),
         (["--train", "/does/not/exist"], "channel source /does/not/exist does not exist"),
+        (["--source-dir", "/does/not/exist"], "source dir /does/not/exist is not a folder"),
+        (["--source-dir", "tests"], "source dir tests has no train.py"),
     ],
 )
 def test_train_local_bad_input_is_one_line(tmp_path, args, message):

@@ -81,7 +81,7 @@ def test_a_failing_script_fails_the_run_with_its_reason(aws_env, tmp_path):
 def test_missing_channel_data_is_one_line(aws_env, tmp_path):
     done = run_cli("run", "--local", "--output-dir", str(tmp_path))
     assert done.returncode == 2
-    assert "holds no objects: upload the data or fix the URI" in done.stderr
+    assert "holds no objects: upload the data (upsert seeds the sample data" in done.stderr
 
 
 def test_fresh_definition_runs_the_local_tree_without_deploying_it(aws_env, tmp_path):

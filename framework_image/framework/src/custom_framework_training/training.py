@@ -59,12 +59,11 @@ def main() -> None:
         **distributed.rendezvous_settings(env.hosts, env.current_host),
     }
     logger.info("Framework settings: %s", json.dumps(extra, sort_keys=True))
-    os.environ.update(extra)
     entry_point.run(
         uri=env.module_dir,
         user_entry_point=env.user_entry_point,
         args=env.to_cmd_args(),
-        env_vars={**env.to_env_vars(), **extra},
+        env_vars={**env.to_env_vars(), **extra},  # the toolkit exports these to the user process
         capture_error=True,
         runner_type=runner.ProcessRunnerType,
     )
