@@ -10,7 +10,7 @@
 #   IMAGE_NAME  image name without tag (default: custom-framework)
 #   IMAGE_TAG   tag (default: the commit SHA as above)
 #   BASE_IMAGE  the Dockerfile's BASE_IMAGE (default: under docker, the Dockerfile's
-#               python:3.12-slim; under podman, a local Debian bookworm + python3 image)
+#               python:3.12.15-slim-bookworm; under podman, a local Debian bookworm + python3 image)
 #   ENGINE      docker or podman (default: docker if a Docker engine answers, else podman)
 set -euo pipefail
 

@@ -67,7 +67,13 @@ def engine() -> str:
 
 @pytest.fixture(scope="module")
 def image(engine: str) -> str:
-    """Built once per module; a failing build fails the tests instead of skipping them."""
+    """Built once per module; a failing build fails the tests instead of skipping them.
+
+    ``CONTAINER_IMAGE`` names an image built elsewhere instead, such as the one the
+    deploy workflow has just pushed: it is trained in before the pipeline may use it.
+    """
+    if os.environ.get("CONTAINER_IMAGE"):
+        return os.environ["CONTAINER_IMAGE"]
     build = subprocess.run(
         [str(BUILD_SCRIPT)],
         env={**os.environ, "ENGINE": engine},
