@@ -117,3 +117,18 @@ def test_expressions_it_cannot_evaluate_are_named():
         expressions.evaluate({"x": {"Std:JsonGet": {}}}, {}, {})
     joined = {"Std:Join": {"On": "/", "Values": ["s3://b", {"Get": "Parameters.P"}, 3]}}
     assert expressions.evaluate(joined, {"P": "k"}, {}) == "s3://b/k/3"
+
+
+def test_steps_it_cannot_run_are_named_before_anything_runs():
+    from pipeline import local_run
+
+    definition = {
+        "Parameters": [{"Name": "MaxIter", "Type": "Integer", "DefaultValue": 100}],
+        "Steps": [{"Name": "Train", "Type": "Training"}, {"Name": "Evaluate", "Type": "Processing"}],
+    }
+    with pytest.raises(expressions.UnsupportedExpression, match="step Evaluate has type Processing"):
+        local_run.check_runnable(definition, [])
+    definition["Steps"] = definition["Steps"][:1]
+    assert local_run.check_runnable(definition, ["MaxIter=7"]) == {"MaxIter": 7}
+    with pytest.raises(ValueError, match="expects int"):
+        local_run.check_runnable(definition, ["MaxIter=seven"])
