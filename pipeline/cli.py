@@ -161,7 +161,7 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     hyperparameters = {**defaults(), **params.parse_hyperparameters(args.hp)}
     sourcedir.check(args.source_dir, args.entry_point)
     job_name = args.job_name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    job_dir = args.output_dir / job_name
+    job_dir = (args.output_dir / job_name).resolve()  # the toolkit runs in the base dir, not here
     job_dir.mkdir(parents=True, exist_ok=True)
     channels = {"train": args.train, "validation": args.validation}
     if not all(channels.values()):

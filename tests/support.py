@@ -19,11 +19,13 @@ IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/custom-framework:0123a
 BUCKET = "test-bucket"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     """``python -m pipeline ARGS`` in a subprocess, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,

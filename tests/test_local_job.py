@@ -238,6 +238,17 @@ def test_train_local_cli_trains_the_real_model(tmp_path):
     assert 0.7 < accuracy <= 1.0
 
 
+def test_the_readme_main_command_trains_and_prints_the_definition(tmp_path):
+    """``python -m pipeline demo`` as the README runs it: default, relative output dir, no AWS."""
+    done = run_cli("demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (model,) = (tmp_path / "local-jobs").glob("*/model.tar.gz")
+    assert f"model: {model}" in done.stdout
+    assert "validation:accuracy = " in done.stdout
+    definition = json.loads(done.stdout.split("--- pipeline definition (offline, example account values) ---", 1)[1])
+    assert definition["Steps"][0]["Type"] == "Training"
+
+
 def test_train_local_failure_shows_reason_and_exit_code(tmp_path):
     done = run_cli("train-local", "--output-dir", str(tmp_path), "--hp", "target=nope")
     assert done.returncode == 1
