@@ -169,7 +169,7 @@ def cmd_train_local(args: argparse.Namespace) -> int:
         channels = {name: source or str(sample[name]) for name, source in channels.items()}
     archive = job_dir / "sourcedir.tar.gz"
     archive.write_bytes(sourcedir.pack(args.source_dir))
-    region = os.environ.get("AWS_REGION") or local_job.DEFAULT_REGION
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or local_job.DEFAULT_REGION
     job = local_job.LocalJob(
         name=job_name,
         hyperparameters=job_config.hyperparameters(
