@@ -44,6 +44,11 @@ def stop_signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone, or never ours
+        os.killpg(process.pid, sig)
+
+
 class Hosts:
     """Started host processes; each group is killed as soon as its leader exits.
 
@@ -74,8 +79,7 @@ class Hosts:
         if process.poll() is None:
             return False
         self._reaped.add(process.pid)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        _signal_group(process, signal.SIGKILL)
         return True
 
     def wait(self, timeout: float | None) -> bool:
@@ -95,15 +99,13 @@ class Hosts:
         try:
             running = [p for p in self.processes if not self._exited(p)]
             for process in running:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGTERM)
+                _signal_group(process, signal.SIGTERM)
             deadline = time.monotonic() + KILL_GRACE_SECONDS
             while time.monotonic() < deadline and not all(self._exited(p) for p in running):
                 time.sleep(POLL_SECONDS)
             for process in running:
                 if not self._exited(process):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(process.pid, signal.SIGKILL)
+                    _signal_group(process, signal.SIGKILL)
                     process.wait()
                     self._exited(process)
         finally:
