@@ -159,7 +159,7 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     from pipeline import job_config, local_job, sample_data, sourcedir
 
     hyperparameters = {**defaults(), **params.parse_hyperparameters(args.hp)}
-    sourcedir.check(args.source_dir, args.entry_point)
+    packed = sourcedir.pack(args.source_dir, args.entry_point)  # checked before any folder is made
     job_name = args.job_name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     job_dir = (args.output_dir / job_name).resolve()  # the toolkit runs in the base dir, not here
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def cmd_train_local(args: argparse.Namespace) -> int:
         sample = sample_data.write(job_dir / "sample-data")
         channels = {name: source or str(sample[name]) for name, source in channels.items()}
     archive = job_dir / "sourcedir.tar.gz"
-    archive.write_bytes(sourcedir.pack(args.source_dir))
+    archive.write_bytes(packed)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or local_job.DEFAULT_REGION
     job = local_job.LocalJob(
         name=job_name,

@@ -29,7 +29,6 @@ def render(settings: Settings, source_dir: Path = USER_SRC) -> Rendered:
     """Pack the code and build the definition; no AWS call."""
     from pipeline import sdk
 
-    sourcedir.check(source_dir)
     archive = sourcedir.pack(source_dir)
     code_uri = sourcedir.s3_uri(settings.code_prefix, archive)
     return Rendered(sdk.definition_json(settings, code_uri), code_uri, archive)

@@ -39,8 +39,9 @@ def included_files(source_dir: Path) -> list[Path]:
     return files
 
 
-def pack(source_dir: Path) -> bytes:
-    """A gzipped tar of ``source_dir`` with fixed mtimes, owners and modes."""
+def pack(source_dir: Path, entry_point: str = ENTRY_POINT) -> bytes:
+    """A gzipped tar of ``source_dir`` with fixed mtimes, owners and modes; see :func:`check`."""
+    check(source_dir, entry_point)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for relative in included_files(source_dir):
