@@ -55,10 +55,10 @@ def deployed_definition(sm: Any, name: str) -> str | None:
     return pipeline["PipelineDefinition"] if pipeline else None
 
 
-def missing_tags(sm: Any, arn: str, wanted: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+def missing_tags(sm: Any, arn: str, wanted: list[dict[str, str]]) -> list[dict[str, str]]:
     """Configured tags the pipeline lacks or has with another value; tags added by hand stay."""
     current = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn).get("Tags", [])}
-    return [{"Key": k, "Value": v} for k, v in wanted if current.get(k) != v]
+    return [tag for tag in wanted if current.get(tag["Key"]) != tag["Value"]]
 
 
 def plan(deployed: str | None, local: str) -> list[str]:
@@ -108,12 +108,11 @@ def upsert(settings: Settings, rendered: Rendered, seed_data: bool = True) -> Up
         "RoleArn": settings.role_arn,
     }
     if deployed is None:
-        tags = [{"Key": k, "Value": v} for k, v in settings.tags]
-        sm.create_pipeline(**common, PipelineDisplayName=settings.pipeline_name, Tags=tags)
+        sm.create_pipeline(**common, PipelineDisplayName=settings.pipeline_name, Tags=settings.aws_tags)
     else:
         if diff:
             sm.update_pipeline(**common)
-        tags = missing_tags(sm, pipeline["PipelineArn"], settings.tags) if settings.tags else []
+        tags = missing_tags(sm, pipeline["PipelineArn"], settings.aws_tags) if settings.tags else []
         if tags:
             sm.add_tags(ResourceArn=pipeline["PipelineArn"], Tags=tags)
             diff += [f"~ Tags.{t['Key']}: {json.dumps(t['Value'])}" for t in tags]

@@ -123,7 +123,7 @@ def build_pipeline(settings: Settings, code_uri: str) -> Any:
         metric_definitions=metric_definitions(),
         disable_profiler=True,
         debugger_hook_config=False,
-        tags=[{"Key": k, "Value": v} for k, v in settings.tags],
+        tags=settings.aws_tags,
         base_job_name="custom-framework",
         sagemaker_session=session,
     )

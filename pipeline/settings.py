@@ -54,6 +54,11 @@ class Settings:
         return self.pipeline_name
 
     @property
+    def aws_tags(self) -> list[dict[str, str]]:
+        """The tags as AWS APIs take them."""
+        return [{"Key": k, "Value": v} for k, v in self.tags]
+
+    @property
     def code_prefix(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}/code"
 
