@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pipeline.hyperparameters import HYPERPARAMETERS, Value
 
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+# An ECR image, or one in a registry on loopback (deploy rehearsals), with a tag or a digest.
 ECR_IMAGE = re.compile(
-    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
+    r"(\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?|(127\.0\.0\.1|localhost):\d{1,5})"
+    r"/[a-z0-9][a-z0-9._/-]*(:\w[\w.-]{0,127}|@sha256:[0-9a-f]{64})",
+    re.ASCII,
 )
 
 TRAIN_DATA = "TrainData"
@@ -34,11 +37,11 @@ def _s3_uri(value: Value) -> str | None:
 
 
 def _instance_type(value: Value) -> str | None:
-    return None if INSTANCE_TYPE.match(str(value)) else "must look like ml.m5.large"
+    return None if INSTANCE_TYPE.fullmatch(str(value)) else "must look like ml.m5.large"
 
 
 def _image_uri(value: Value) -> str | None:
-    if ECR_IMAGE.match(str(value)) is None:
+    if ECR_IMAGE.fullmatch(str(value)) is None:
         return "must be an ECR image URI with a tag or digest: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"
     return None
 

@@ -121,7 +121,7 @@ def build_settings(
     }
     for field, (pattern, expected) in checks.items():
         value = str(merged.get(field) or "")
-        if value and not pattern.match(value):
+        if value and not pattern.fullmatch(value):
             raise SettingsError(
                 f"malformed {field.replace('_', ' ')} {value!r}: expected {expected}; set {_fix(field)}"
             )
