@@ -5,14 +5,12 @@ boto3 honours ``AWS_ENDPOINT_URL``, which is how tests point it at a moto server
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
-class AwsError(RuntimeError):
-    """An AWS call failed; the message says what to check."""
+from pipeline.definition.settings import region_from_environment
+from pipeline.errors import AwsError
 
 
 def client(service: str, region: str | None = None) -> Any:
@@ -21,7 +19,7 @@ def client(service: str, region: str | None = None) -> Any:
     from botocore.config import Config
 
     config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client(service, region_name=region or os.environ.get("AWS_REGION"), config=config)
+    return boto3.client(service, region_name=region or region_from_environment(), config=config)
 
 
 def describe_error(error: Exception) -> str:

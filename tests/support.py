@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import job_config, local_job, sourcedir
+from pipeline.definition import sourcedir
+from pipeline.local import job_config
+from pipeline.local.job import LocalJob
+from pipeline.local.job_config import ChannelInput
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_SRC = Path(__file__).resolve().parent / "fixtures" / "probe"
@@ -40,14 +43,15 @@ def probe_reports(log: str) -> list[dict]:
 
 def make_job(
     tmp_path: Path, channels: dict[str, str], source: Path = PROBE_SRC, hyperparameters=None, **overrides
-) -> local_job.LocalJob:
+) -> LocalJob:
     """A job running ``source`` (the probe by default) with user hyperparameters as JSON strings."""
     archive = tmp_path / "sourcedir.tar.gz"
-    archive.write_bytes(sourcedir.pack(source))
+    archive.write_bytes(sourcedir.pack(source, "train.py"))
     all_hyperparameters = job_config.hyperparameters(
-        hyperparameters or {}, program="train.py", submit_directory=str(archive), region=REGION, job_name="test-job"
+        hyperparameters or {}, program="train.py", submit_directory=str(archive), region=REGION
     )
-    return local_job.LocalJob(name="test-job", hyperparameters=all_hyperparameters, channels=channels, **overrides)
+    inputs = {name: ChannelInput(source, content_type="text/csv") for name, source in channels.items()}
+    return LocalJob(name="test-job", hyperparameters=all_hyperparameters, channels=inputs, **overrides)
 
 
 def free_port() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 
 import boto3
@@ -77,7 +79,10 @@ def test_start_records_overrides_and_status_lists_it(aws_env):
     arn = done.stdout.split("started ", 1)[1].split()[0]
     sm = boto3.client("sagemaker", region_name=REGION)
     recorded = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
-    assert {p["Name"]: p["Value"] for p in recorded} == {"MaxIter": "250", "LearningRate": "0.05"}
+    values = {p["Name"]: p["Value"] for p in recorded}
+    fingerprint = values.pop("DataFingerprint")  # start fills it in from the data prefixes
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    assert values == {"MaxIter": "250", "LearningRate": "0.05"}
     status = run_cli("status")
     assert status.returncode == 0
     assert arn in status.stdout and "Succeeded" in status.stdout
@@ -103,9 +108,13 @@ def _one_line_error(done, *fragments: str) -> None:
         (["upsert", "--tags", "team"], None, ["malformed tag 'team'"]),
         (["start", "--param", "Epochs=3"], None, ["unknown parameter 'Epochs'", "MaxIter"]),
         (["start", "--param", "MaxIter=many"], None, ["parameter MaxIter expects int, got 'many'"]),
-        (["start", "--param", "TrainingInstanceCount=0"], None, ["TrainingInstanceCount must be an integer >= 1"]),
-        (["start", "--param", "TrainData=/local/path"], None, ["TrainData must be an s3:// URI"]),
-        (["start", "--param", "MaxIter"], None, ["is not Name=Value"]),
+        (["start", "--param", "TrainingInstanceCount=0"], None, ["TrainingInstanceCount must be between 1 and 100"]),
+        (["start", "--param", "TrainData=/local/path"], None, ["TrainData must be an s3://BUCKET/PREFIX URI"]),
+        (["start", "--param", "TrainData=s3://"], None, ["TrainData must be an s3://BUCKET/PREFIX URI"]),
+        (["start", "--param", "MaxIter"], None, ["is not NAME=VALUE"]),
+        (["start", "--param", "MaxIter=1", "--param", "MaxIter=2"], None, ["--param MaxIter is given twice"]),
+        (["start", "--param", "LearningRate=nan"], None, ["LearningRate expects a finite float"]),
+        (["start", "--param", "MaxIter=\u0661"], None, ["MaxIter expects int"]),
     ],
 )
 def test_bad_input_is_one_line_and_deploys_nothing(aws_env, monkeypatch, args, unset, fragments):
@@ -166,7 +175,7 @@ def test_tags_are_applied_on_create_and_on_update(aws_env):
 
 
 def test_train_local_reads_s3_channels_through_boto3(aws_env, tmp_path):
-    from pipeline import sample_data
+    from pipeline.definition import sample_data
 
     s3 = boto3.client("s3", region_name=REGION)
     for channel, text in sample_data.channel_files().items():
@@ -188,8 +197,6 @@ S3_ACTIONS = {"ListObjectsV2": "s3:ListBucket", "HeadObject": "s3:GetObject", "G
 
 def test_the_deploy_role_allows_every_call_the_deploy_makes(aws_env, capsys):
     """Record the AWS operations of upsert/diff/start/status and check each against the policy."""
-    import json
-
     from support import ROOT
 
     from pipeline import cli
@@ -222,3 +229,107 @@ def test_the_deploy_role_allows_every_call_the_deploy_makes(aws_env, capsys):
     }
     assert {"s3:ListBucket", "s3:PutObject", "sagemaker:CreatePipeline", "sagemaker:ListTags"} <= called
     assert called - granted == set()
+
+
+# --- plan, then apply ----------------------------------------------------------------------------
+
+
+def test_diff_shows_every_write_upsert_makes_then_upsert_makes_them(aws_env):
+    first = run_cli("diff")
+    assert first.returncode == 1
+    lines = first.stdout.splitlines()
+    assert "pipeline test-pipeline does not exist: upsert would create it" in lines
+    uploads = sorted(line.split()[2] for line in lines if line.startswith("+ upload "))
+    assert len(uploads) == 3  # the code archive and the two seeded channels
+    assert "+ create pipeline test-pipeline" in lines
+    assert s3_objects() == {} and pipelines() == []  # diff wrote nothing
+    done = run_cli("upsert")
+    assert done.returncode == 0, done.stderr
+    assert sorted(line.split()[1] for line in done.stdout.splitlines() if line.startswith("uploaded ")) == uploads
+    assert sorted(f"s3://{BUCKET}/{key}" for key in s3_objects()) == uploads
+    assert run_cli("diff").returncode == 0
+
+
+def test_after_a_code_change_diff_names_the_archive_upsert_uploads(aws_env, tmp_path):
+    assert run_cli("upsert").returncode == 0
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "train.py").write_text((source / "train.py").read_text() + "\n# tweak\n")
+    diff = run_cli("diff", "--source-dir", str(source))
+    assert diff.returncode == 1
+    (upload,) = [line for line in diff.stdout.splitlines() if line.startswith("+ upload ")]
+    archive = upload.split()[2]
+    assert re.fullmatch(rf"s3://{BUCKET}/test-pipeline/code/[0-9a-f]{{16}}/sourcedir\.tar\.gz", archive)
+    assert "(code archive, " in upload
+    assert f'-> "\\"{archive}\\""' in diff.stdout
+    done = run_cli("upsert", "--source-dir", str(source))
+    assert f"uploaded {archive}" in done.stdout
+
+
+def test_upsert_refuses_when_the_pipeline_changed_after_its_plan(aws_env, tmp_path):
+    """Two deploys racing: the one whose plan is stale writes nothing and says so."""
+    from pipeline.cli import common, deploy_commands
+    from pipeline.cli.parser import parser
+    from pipeline.definition.render import render
+    from pipeline.deploy import apply
+    from pipeline.errors import AwsError
+
+    assert run_cli("upsert").returncode == 0
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "train.py").write_text((source / "train.py").read_text() + "\n# mine\n")
+    args = parser().parse_args(["upsert", "--source-dir", str(source)])
+    settings, mine = common.settings(args), common.source(args)
+    stale, sm, s3 = deploy_commands._plan(settings, render(settings, mine), mine.contract, seed_data=True)
+    other = tmp_path / "other"
+    shutil.copytree(source, other)
+    (other / "train.py").write_text((other / "train.py").read_text() + "\n# theirs\n")
+    assert run_cli("upsert", "--source-dir", str(other)).returncode == 0  # the other deploy lands first
+    before = s3_objects()
+    with pytest.raises(AwsError, match="changed while this upsert was planning"):
+        apply.apply(stale, sm, s3)
+    assert s3_objects() == before
+
+
+# --- step caching sees changed data ----------------------------------------------------------------
+
+
+def test_the_data_fingerprint_changes_with_the_data_and_only_then(aws_env):
+    from pipeline.deploy.fingerprint import fingerprint
+    from pipeline.local.expressions import evaluate
+
+    s3 = boto3.client("s3", region_name=REGION)
+    prefixes = [f"s3://{BUCKET}/data/train/", f"s3://{BUCKET}/data/validation/"]
+    s3.put_object(Bucket=BUCKET, Key="data/train/a.csv", Body=b"x,label\n1,0\n")
+    s3.put_object(Bucket=BUCKET, Key="data/validation/a.csv", Body=b"x,label\n2,1\n")
+    same = fingerprint(s3, prefixes)
+    s3.put_object(Bucket=BUCKET, Key="data/train/a.csv", Body=b"x,label\n1,0\n")  # the same bytes again
+    assert fingerprint(s3, prefixes) == same
+    s3.put_object(Bucket=BUCKET, Key="data/train/a.csv", Body=b"x,label\n1,1\n")  # new data, same key
+    changed = fingerprint(s3, prefixes)
+    assert changed != same
+    # The fingerprint reaches the step's arguments, which are what the cache key compares.
+    definition = json.loads(run_cli("definition", "--offline").stdout)
+    step = definition["Steps"][0]["Arguments"]
+    base = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    args_same = evaluate(step, {**base, "DataFingerprint": same}, {})
+    assert evaluate(step, {**base, "DataFingerprint": same}, {}) == args_same
+    assert evaluate(step, {**base, "DataFingerprint": changed}, {}) != args_same
+
+
+def test_start_passes_a_new_fingerprint_after_the_data_changed(aws_env):
+    assert run_cli("upsert").returncode == 0
+    sm = boto3.client("sagemaker", region_name=REGION)
+
+    def started_fingerprint() -> str:
+        done = run_cli("start")
+        assert done.returncode == 0, done.stderr
+        arn = done.stdout.split("started ", 1)[1].split()[0]
+        recorded = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+        return {p["Name"]: p["Value"] for p in recorded}["DataFingerprint"]
+
+    first = started_fingerprint()
+    assert started_fingerprint() == first
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=BUCKET, Key="test-pipeline/data/train/more.csv", Body=b"f0,label\n1,0\n")
+    assert started_fingerprint() != first

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import job_config, local_job, sample_data, sourcedir
+from pipeline.definition import sample_data, sourcedir
+from pipeline.local import job as local_job
+from pipeline.local import job_config
 
 pytestmark = pytest.mark.container
 

@@ -13,18 +13,27 @@ import jsonschema
 import pytest
 from support import ROOT, run_cli
 
-from pipeline import deploy, diff, parameters
-from pipeline.hyperparameters import HYPERPARAMETERS
-from pipeline.metric_definitions import METRIC_NAMES, metric_definitions, parse_metrics
-from pipeline.settings import build_settings
+from pipeline.definition import contract, diff, parameters, sourcedir
+from pipeline.definition.render import render
+from pipeline.definition.settings import build_settings
+
+USER_SRC = ROOT / "user_src"
+CONTRACT = contract.load(USER_SRC)
+
+
+def render_source(source_dir: Path = USER_SRC) -> dict:
+    """The offline definition of a source dir."""
+    return json.loads(render(build_settings({}, offline=True), sourcedir.read(source_dir)).definition)
+
 
 # Copied from ../shared/data/pipeline-definition.schema.json, itself from the public
 # aws-sagemaker-mlops repository (SageMaker Pipeline Definition JSON Schema, Draft-07).
 SCHEMA = json.loads((Path(__file__).parent / "data" / "pipeline-definition.schema.json").read_text())
 
 
-def _drop_experiment_config(d: dict) -> None:
-    # Emitted by the SDK by default (run -> Studio experiment/trial); the schema predates it.
+def _drop_null_experiment_config(d: dict) -> None:
+    # null turns the SDK's default experiment/trial per run off; the schema wants an object.
+    assert d["PipelineExperimentConfig"] is None
     del d["PipelineExperimentConfig"]
 
 
@@ -37,6 +46,12 @@ def _drop_s3_distribution_type(d: dict) -> None:
     # FullyReplicated is a valid S3DataSource field of CreateTrainingJob; the schema omits it.
     for channel in d["Steps"][0]["Arguments"]["InputDataConfig"]:
         del channel["DataSource"]["S3DataSource"]["S3DataDistributionType"]
+
+
+def _drop_environment(d: dict) -> None:
+    # Environment is a CreateTrainingJob field (the data fingerprint for step caching travels
+    # there, unseen by the script's argv); the schema's training step omits it.
+    del d["Steps"][0]["Arguments"]["Environment"]
 
 
 def _unwrap_join_in_hyperparameters(d: dict) -> None:
@@ -53,17 +68,17 @@ def _unwrap_join_in_hyperparameters(d: dict) -> None:
 # Fields SageMaker accepts that the schema rejects. Each entry fails loudly if the
 # deviation disappears, so the list cannot outlive its reason.
 KNOWN_DEVIATIONS = (
-    _drop_experiment_config,
+    _drop_null_experiment_config,
     _drop_profiler_config,
     _drop_s3_distribution_type,
+    _drop_environment,
     _unwrap_join_in_hyperparameters,
 )
 
 
 @pytest.fixture(scope="module")
 def definition() -> dict:
-    settings = build_settings({}, offline=True)
-    return json.loads(deploy.render(settings).definition)
+    return render_source()
 
 
 def test_definition_matches_the_official_schema_with_listed_deviations(definition):
@@ -90,16 +105,18 @@ def test_structure_is_parameterised(definition):
     hps = args["HyperParameters"]
     assert json.loads(hps["sagemaker_program"]) == "train.py"
     assert json.loads(hps["sagemaker_submit_directory"]).endswith("/sourcedir.tar.gz")
-    for hp in HYPERPARAMETERS:
+    for hp in CONTRACT.hyperparameters:
         bound = json.dumps(hps[hp.name])
         assert f'{{"Get": "Parameters.{hp.parameter_name}"}}' in bound, hp.name
-        expected = {int: "Integer", float: "Float", str: "String"}[hp.type]
+        expected = {"int": "Integer", "float": "Float", "str": "String"}[hp.type]
         assert params[hp.parameter_name]["Type"] == expected
         assert params[hp.parameter_name]["DefaultValue"] == hp.default
-    assert args["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert args["AlgorithmSpecification"]["MetricDefinitions"] == CONTRACT.metric_definitions()
+    assert args["Environment"] == {"PIPELINE_DATA_FINGERPRINT": {"Get": "Parameters.DataFingerprint"}}
     assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert args["OutputDataConfig"]["S3OutputPath"] == "s3://example-sagemaker-bucket/custom-framework-training/models"
-    assert set(params) == {p.name for p in parameters.pipeline_parameters()}
+    assert set(params) == {p.name for p in parameters.pipeline_parameters(CONTRACT)}
+    assert definition["PipelineExperimentConfig"] is None  # no experiment and trial per run
     # Nothing volatile may enter the step, or caching never hits.
     assert "sagemaker_job_name" not in hps and "TrainingJobName" not in args
 
@@ -114,49 +131,23 @@ def test_two_builds_from_the_same_tree_are_byte_identical():
 
 def test_pycache_does_not_change_the_code_hash(tmp_path):
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
-    settings = build_settings({}, offline=True)
-    before = deploy.render(settings, source).code_uri
+    shutil.copytree(USER_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    before = sourcedir.read(source).archive
     (source / "__pycache__").mkdir()
     (source / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
-    assert deploy.render(settings, source).code_uri == before
+    assert sourcedir.read(source).archive == before
 
 
 def test_a_code_change_changes_exactly_the_submit_directory(tmp_path):
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
-    settings = build_settings({}, offline=True)
-    before = json.loads(deploy.render(settings, source).definition)
+    shutil.copytree(USER_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    before = render_source(source)
     with (source / "train.py").open("a") as f:
         f.write("\n# a change\n")
-    after = json.loads(deploy.render(settings, source).definition)
+    after = render_source(source)
     changes = diff.changes(before, after)
     assert len(changes) == 1
     assert changes[0].startswith("~ Steps[Train].Arguments.HyperParameters.sagemaker_submit_directory:")
-
-
-def test_pipeline_hyperparameters_match_train_py_flags():
-    sys.path.insert(0, str(ROOT / "user_src"))
-    try:
-        import train
-    finally:
-        sys.path.remove(str(ROOT / "user_src"))
-    defaults = vars(train.parse_args(["--train", "t", "--validation", "v"]))
-    for hp in HYPERPARAMETERS:
-        value = defaults.pop(hp.name.replace("-", "_"))
-        assert (type(value), value) == (hp.type, hp.default), hp.name
-    # Every other flag of train.py is a path SageMaker provides, never a hyperparameter.
-    assert set(defaults) == {"model_dir", "train", "validation", "output_data_dir"}
-
-
-def test_metric_definitions_match_what_train_py_prints():
-    sys.path.insert(0, str(ROOT / "user_src"))
-    try:
-        from metrics import format_metrics
-    finally:
-        sys.path.remove(str(ROOT / "user_src"))
-    values = {name: 0.25 + i for i, name in enumerate(METRIC_NAMES)}
-    assert parse_metrics(f"noise\n{format_metrics(values)}\nmore", metric_definitions()) == values
 
 
 def test_offline_definition_opens_no_socket():
@@ -180,7 +171,7 @@ def test_sdk_defaults_are_a_valid_sdk_config():
     """sdk.py skips the SDK's per-lookup validation of this constant; it is checked here once."""
     from sagemaker.config import validate_sagemaker_config
 
-    from pipeline import sdk
+    from pipeline.definition import sdk
 
     validate_sagemaker_config(sdk.SDK_DEFAULTS)
     assert sdk.SDK_DEFAULTS["SageMaker"]["PythonSDK"]["Modules"]["TelemetryOptOut"] is True

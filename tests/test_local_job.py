@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 from support import PROBE_SRC, ROOT, make_job, probe_reports, run_cli
 
-from pipeline import job_config, local_job, sample_data
-from pipeline.channels import ChannelError
+from pipeline.definition import sample_data
+from pipeline.errors import ChannelError
+from pipeline.local import job as local_job
+from pipeline.local import job_config
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def run_probe(tmp_path, channels, monkeypatch, env=None, **overrides) -> local_j
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
     job = make_job(tmp_path, channels, **overrides)
-    return local_job.run(job, tmp_path / "job", sink=io.StringIO())
+    return local_job.run_job(job, tmp_path / "job", sink=io.StringIO())
 
 
 def only_report(result: local_job.JobResult, host: str = "algo-1") -> dict:
@@ -100,7 +103,7 @@ def test_failing_user_script_writes_failure_file_and_exits_non_zero(tmp_path, ch
 def test_missing_channel_source_is_a_clear_error_before_launch(tmp_path, channels):
     job = make_job(tmp_path, {**channels, "validation": str(tmp_path / "nope")})
     with pytest.raises(ChannelError, match="does not exist"):
-        local_job.run(job, tmp_path / "job")
+        local_job.run_job(job, tmp_path / "job")
 
 
 def test_train_py_names_the_missing_channel(tmp_path, channels, monkeypatch):
@@ -239,7 +242,8 @@ def test_train_local_cli_trains_the_real_model(tmp_path):
 
 
 def test_the_readme_main_command_trains_and_prints_the_definition(tmp_path):
-    """``python -m pipeline demo`` as the README runs it: default, relative output dir, no AWS."""
+    """``python -m pipeline demo`` as the README runs it, from a project root: defaults only, no AWS."""
+    shutil.copytree(ROOT / "user_src", tmp_path / "user_src", ignore=shutil.ignore_patterns("__pycache__"))
     done = run_cli("demo", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     (model,) = (tmp_path / "local-jobs").glob("*/model.tar.gz")
@@ -259,8 +263,15 @@ def test_train_local_failure_shows_reason_and_exit_code(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--hp", "max-iter=ten"], "parameter MaxIter expects int, got 'ten'"),
-        (["--hp", "depth=3"], "unknown hyperparameter in --hp 'depth=3'"),
+        (["--hp", "max-iter=ten"], "hyperparameter max-iter expects int, got 'ten'"),
+        (["--hp", "depth"], "--hp 'depth' is not NAME=VALUE"),
+        (["--hp", "seed=1", "--hp", "seed=2"], "--hp seed is given twice"),
+        (["--train", ""], "--channel train= is empty"),
+        (["--channel", "train=s3://"], "names no bucket"),
+        (["--content-type", "test=text/csv"], "--content-type test names no channel"),
+        (["--metric", "loss=loss: [0-9.]+"], "--metric loss: the regex needs exactly one capture group"),
+        (["--env", "1X=y"], "--env 1X: a variable name is letters"),
+        (["--job-name", "../../x"], "job name '../../x': use letters, digits and hyphens"),
         (["--train", "/does/not/exist"], "channel source /does/not/exist does not exist"),
         (["--source-dir", "/does/not/exist"], "source dir /does/not/exist is not a folder"),
         (["--source-dir", "tests"], "source dir tests has no train.py"),

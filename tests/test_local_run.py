@@ -10,7 +10,8 @@ import boto3
 import pytest
 from support import BUCKET, PROBE_SRC, REGION, probe_reports, run_cli
 
-from pipeline import expressions
+from pipeline.errors import ParameterError
+from pipeline.local import expressions
 
 
 def s3_keys(prefix: str) -> list[str]:
@@ -120,7 +121,7 @@ def test_expressions_it_cannot_evaluate_are_named():
 
 
 def test_steps_it_cannot_run_are_named_before_anything_runs():
-    from pipeline import local_run
+    from pipeline.local import executor as local_run
 
     definition = {
         "Parameters": [{"Name": "MaxIter", "Type": "Integer", "DefaultValue": 100}],
@@ -130,5 +131,5 @@ def test_steps_it_cannot_run_are_named_before_anything_runs():
         local_run.check_runnable(definition, [])
     definition["Steps"] = definition["Steps"][:1]
     assert local_run.check_runnable(definition, ["MaxIter=7"]) == {"MaxIter": 7}
-    with pytest.raises(ValueError, match="expects int"):
+    with pytest.raises(ParameterError, match="expects int"):
         local_run.check_runnable(definition, ["MaxIter=seven"])

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
-
-from pipeline.hyperparameters import Value
 
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 
-def start(sm: Any, pipeline_name: str, overrides: Mapping[str, Value]) -> str:
-    """Start a run with the given parameter values; returns the execution ARN."""
-    response = sm.start_pipeline_execution(
-        PipelineName=pipeline_name,
-        PipelineParameters=[{"Name": name, "Value": str(value)} for name, value in overrides.items()],
-    )
+def start(sm: Any, pipeline_name: str, parameters: list[dict[str, str]]) -> str:
+    """Start a run with the given ``PipelineParameters``; returns the execution ARN."""
+    response = sm.start_pipeline_execution(PipelineName=pipeline_name, PipelineParameters=parameters)
     return response["PipelineExecutionArn"]
 
 

@@ -2,7 +2,7 @@
 
 The definition is the one SageMaker would run (freshly built or deployed), so
 the user script sees exactly the hyperparameters and channels it would see
-there. Training steps run through :mod:`pipeline.local_job`; the model is then
+there. Training steps run through :mod:`pipeline.local.job`; the model is then
 uploaded where SageMaker puts it: ``<S3OutputPath>/<job name>/output/model.tar.gz``.
 """
 
@@ -16,30 +16,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline import aws, local_job, parameters
-from pipeline.expressions import UnsupportedExpression, evaluate
-from pipeline.hyperparameters import Value
+from pipeline import aws
+from pipeline.definition import parameters
+from pipeline.definition.contract import Contract
+from pipeline.errors import UnsupportedExpression
+from pipeline.local import job_request
+from pipeline.local.expressions import evaluate
+from pipeline.local.job import JobResult, LocalJob, run_job
 
-PARAMETER_TYPES: dict[str, type] = {"String": str, "Integer": int, "Float": float}
-# CreateTrainingJob arguments the local runner honours, or that change nothing on one machine.
-TRAINING_ARGUMENTS = {
-    "AlgorithmSpecification",
-    "HyperParameters",
-    "InputDataConfig",
-    "OutputDataConfig",
-    "ResourceConfig",
-    "StoppingCondition",
-    "RoleArn",
-    "Environment",
-    "Tags",
-    "DebugHookConfig",
-    "ProfilerConfig",
-}
+# Definition parameter types and the value types the CLI parses them as.
+PARAMETER_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool"}
+
+
+def _check(name: str, default: Any) -> Any:
+    """The project's own check for a parameter it defines; any S3 default must stay an S3 URI."""
+    fixed = {p.name: p.check for p in parameters.pipeline_parameters(Contract())}
+    if name in fixed:
+        return fixed[name]
+    return parameters.check_s3_uri if str(default).startswith("s3://") else None
 
 
 def definition_parameters(definition: Mapping[str, Any]) -> list[parameters.Parameter]:
-    """The definition's parameters, with the local checks for the names this project defines."""
-    checks = {p.name: p.check for p in parameters.pipeline_parameters()}
+    """The definition's parameters, typed, with the project's checks where it knows them."""
     found = []
     for item in definition.get("Parameters", []):
         kind = PARAMETER_TYPES.get(item["Type"])
@@ -47,39 +45,18 @@ def definition_parameters(definition: Mapping[str, Any]) -> list[parameters.Para
             raise UnsupportedExpression(
                 f"parameter {item['Name']} has type {item['Type']}, which runs only on SageMaker"
             )
-        found.append(
-            parameters.Parameter(item["Name"], kind, item.get("DefaultValue", ""), "", checks.get(item["Name"]))
-        )
+        default = item.get("DefaultValue", "")
+        found.append(parameters.Parameter(item["Name"], kind, default, "", _check(item["Name"], default)))
     return found
 
 
 def training_job(
-    step: Mapping[str, Any], values: Mapping[str, Value], execution: Mapping[str, str], region: str
-) -> tuple[local_job.LocalJob, str]:
+    step: Mapping[str, Any], values: Mapping[str, Any], execution: Mapping[str, str], region: str
+) -> tuple[LocalJob, str]:
     """The step's local job, and the S3 prefix its artifacts go to."""
-    unknown = sorted(set(step["Arguments"]) - TRAINING_ARGUMENTS)
-    if unknown:
-        raise UnsupportedExpression(f"step {step['Name']}: argument {unknown[0]} is not supported locally")
     args = evaluate(step["Arguments"], values, execution)
-    channels = {}
-    for channel in args.get("InputDataConfig", []):
-        source = channel["DataSource"].get("S3DataSource")
-        if source is None or source.get("S3DataType", "S3Prefix") != "S3Prefix":
-            raise UnsupportedExpression(f"channel {channel['ChannelName']}: only S3Prefix data sources run locally")
-        channels[channel["ChannelName"]] = source["S3Uri"]
-    resources = args["ResourceConfig"]
     name = f"pipelines-{execution['PipelineExecutionId']}-{step['Name']}"
-    job = local_job.LocalJob(
-        name=name,
-        hyperparameters=args.get("HyperParameters", {}),
-        channels=channels,
-        instance_type=resources["InstanceType"],
-        instance_count=int(resources["InstanceCount"]),
-        max_runtime_seconds=args.get("StoppingCondition", {}).get("MaxRuntimeInSeconds"),
-        region=region,
-        metric_definitions=args["AlgorithmSpecification"].get("MetricDefinitions", []),
-        environment=args.get("Environment", {}),
-    )
+    job = job_request.local_job(args, name=name, region=region, where=f"step {step['Name']}")
     output = f"{args['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
     return job, output
 
@@ -87,11 +64,11 @@ def training_job(
 @dataclass(frozen=True)
 class StepResult:
     name: str
-    result: local_job.JobResult
+    result: JobResult
     model_uri: str | None
 
 
-def check_runnable(definition: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Value]:
+def check_runnable(definition: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Every parameter's value for this run; raises before anything runs if a step cannot run here."""
     for step in definition.get("Steps", []):
         if step.get("Type") != "Training":
@@ -102,7 +79,7 @@ def check_runnable(definition: Mapping[str, Any], overrides: Iterable[str]) -> d
 
 def run(
     definition: Mapping[str, Any],
-    values: Mapping[str, Value],
+    values: Mapping[str, Any],
     work_dir: Path,
     *,
     pipeline_name: str,
@@ -118,7 +95,7 @@ def run(
     for step in steps:
         job, output = training_job(step, values, execution, region)
         report(f"step {step['Name']}: Executing as {job.name}")
-        result = local_job.run(job, work_dir / job.name, sink=sink)
+        result = run_job(job, work_dir / job.name, sink=sink)
         model_uri = None
         if result.succeeded:
             s3 = aws.client("s3", region)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.parameters import ECR_IMAGE
+from pipeline.definition.parameters import ECR_IMAGE
+from pipeline.errors import SettingsError
 
-ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
-REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-TAG = re.compile(r"^[\w.:/=+@ -]{1,128}$")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
+PIPELINE_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}", re.ASCII)
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d", re.ASCII)
+TAG = re.compile(r"[\w.:/=+@ -]{1,128}", re.ASCII)
 
 # flag destination -> (environment variable, help); the CLI builds its flags from this.
 ENVIRONMENT = {
@@ -25,16 +28,13 @@ ENVIRONMENT = {
 DEFAULT_PIPELINE_NAME = "custom-framework-training"
 
 # Stand-ins that let `definition --offline` render without an AWS account.
+DEFAULT_REGION = "us-east-1"  # where a region is only a label: offline renders, local jobs
 OFFLINE_EXAMPLES = {
-    "region": "us-east-1",
+    "region": DEFAULT_REGION,
     "role_arn": "arn:aws:iam::111122223333:role/SageMakerExecutionRole",
     "bucket": "example-sagemaker-bucket",
     "image_uri": "111122223333.dkr.ecr.us-east-1.amazonaws.com/custom-framework:offline",
 }
-
-
-class SettingsError(ValueError):
-    """A setting that is missing or malformed; the message names the flag and variable to fix."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ class Settings:
         return f"s3://{self.bucket}/{self.prefix}/data/{channel}/"
 
 
+def region_from_environment(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The region boto3 would use: ``AWS_REGION``, else ``AWS_DEFAULT_REGION``."""
+    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+
+
 def _fix(field: str) -> str:
     """How to set a field: its flag and its environment variable."""
     return f"--{field.replace('_', '-')} or {ENVIRONMENT[field][0]}"
@@ -85,7 +90,7 @@ def parse_tags(text: str | None) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not key or not TAG.match(key) or (value and not TAG.match(value)):
+        if not sep or not key or not TAG.fullmatch(key) or (value and not TAG.fullmatch(value)):
             raise SettingsError(f"malformed tag {item!r}: use --tags Key=Value,Key2=Value2 or PIPELINE_TAGS")
         pairs.append((key, value))
     return tuple(sorted(pairs))

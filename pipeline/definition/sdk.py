@@ -6,15 +6,15 @@ A move to SDK v3 replaces this module alone: its contract is
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
 from typing import Any
 
-from pipeline import parameters as params
-from pipeline import sourcedir
-from pipeline.metric_definitions import metric_definitions
-from pipeline.settings import Settings
+from pipeline.definition import parameters as params
+from pipeline.definition.contract import Contract
+from pipeline.definition.settings import Settings
 
 # Silence the v2 deprecation banner before the SDK is imported.
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
@@ -54,7 +54,8 @@ def _skip_validating_sdk_defaults() -> None:
     sagemaker.utils.validate_sagemaker_config = validate
 
 
-def _custom_framework_class() -> type:
+def custom_framework_class() -> type:
+    """``CustomFramework``: the SDK estimator for the framework image (tests use it with SDK local mode)."""
     from sagemaker.estimator import Framework
 
     class CustomFramework(Framework):
@@ -77,64 +78,83 @@ def _custom_framework_class() -> type:
 
 
 def _pipeline_variables(parameters: tuple[params.Parameter, ...]) -> dict[str, Any]:
-    from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.workflow.parameters import ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString
 
-    kinds = {int: ParameterInteger, float: ParameterFloat, str: ParameterString}
-    return {p.name: kinds[p.type](name=p.name, default_value=p.default) for p in parameters}
+    kinds = {"int": ParameterInteger, "float": ParameterFloat, "str": ParameterString, "bool": ParameterBoolean}
+    return {
+        p.name: kinds.get(p.type, ParameterString)(
+            name=p.name, default_value=json.dumps(p.default) if p.type == "json" else p.default
+        )
+        for p in parameters
+    }
 
 
-def build_pipeline(settings: Settings, code_uri: str) -> Any:
-    """The SDK ``Pipeline`` with its one ``TrainingStep``; no AWS call is made."""
+def _environment(contract: Contract, variables: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's environment: the contract's, plus the data fingerprint that keys step caching."""
+    environment: dict[str, Any] = dict(contract.environment)
+    if params.DATA_FINGERPRINT in variables:
+        environment[params.FINGERPRINT_VARIABLE] = variables[params.DATA_FINGERPRINT]
+    return environment or None
+
+
+def _session(settings: Settings) -> Any:
+    """A ``PipelineSession`` that renders without any AWS call.
+
+    Inert credentials: without them boto3 would search for real ones, up to the EC2
+    metadata endpoint. An explicit bucket: otherwise the SDK asks STS for the account.
+    """
     import boto3
-    from sagemaker.inputs import TrainingInput
-    from sagemaker.workflow.pipeline import Pipeline
     from sagemaker.workflow.pipeline_context import PipelineSession
-    from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
-    from sagemaker.workflow.steps import CacheConfig, TrainingStep
 
     _skip_validating_sdk_defaults()
-    # Rendering makes no AWS call, so the session gets inert credentials: without
-    # them boto3 would search for real ones, up to the EC2 metadata endpoint.
     boto_session = boto3.Session(
         region_name=settings.region, aws_access_key_id="render-only", aws_secret_access_key="render-only"
     )
-    session = PipelineSession(
-        boto_session=boto_session,
-        default_bucket=settings.bucket,
-        sagemaker_config=SDK_DEFAULTS,
-    )
-    parameters = params.pipeline_parameters(
-        image_uri=settings.image_uri,
-        train_uri=settings.data_uri("train"),
-        validation_uri=settings.data_uri("validation"),
-    )
+    return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket, sagemaker_config=SDK_DEFAULTS)
+
+
+def build_pipeline(settings: Settings, contract: Contract, code_uri: str) -> Any:
+    """The SDK ``Pipeline`` with its one ``TrainingStep``; no AWS call is made."""
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
+    from sagemaker.workflow.steps import CacheConfig, TrainingStep
+
+    session = _session(settings)
+    parameters = params.pipeline_parameters(contract, image_uri=settings.image_uri, data_uri=settings.data_uri)
     variables = _pipeline_variables(parameters)
-    estimator = _custom_framework_class()(
-        entry_point=sourcedir.ENTRY_POINT,
+    estimator = custom_framework_class()(
+        entry_point=contract.entry_point,
         source_dir=code_uri,
-        image_uri=variables[params.IMAGE_URI_PARAM],
+        image_uri=variables[params.IMAGE_URI],
         role=settings.role_arn,
-        instance_type=variables[params.INSTANCE_TYPE_PARAM],
-        instance_count=variables[params.INSTANCE_COUNT_PARAM],
-        max_run=variables[params.MAX_RUNTIME_PARAM],
+        instance_type=variables[params.INSTANCE_TYPE_PARAMETER],
+        instance_count=variables[params.INSTANCE_COUNT],
+        max_run=variables[params.MAX_RUNTIME],
         output_path=settings.output_path,
         code_location=settings.code_prefix,
         hyperparameters={p.hyperparameter: variables[p.name] for p in parameters if p.hyperparameter},
-        metric_definitions=metric_definitions(),
+        metric_definitions=contract.metric_definitions() or None,
+        environment=_environment(contract, variables),
         disable_profiler=True,
         debugger_hook_config=False,
         tags=settings.aws_tags,
         base_job_name="custom-framework",
         sagemaker_session=session,
     )
+    inputs = {
+        p.channel: TrainingInput(
+            variables[p.name],
+            content_type=channel.content_type,
+            input_mode=None if channel.input_mode == "File" else channel.input_mode,  # File: the API's default
+            distribution=channel.distribution,
+        )
+        for p in parameters
+        if p.channel and (channel := contract.channel(p.channel))
+    }
     step = TrainingStep(
         name=TRAINING_STEP,
-        step_args=estimator.fit(
-            inputs={
-                "train": TrainingInput(variables[params.TRAIN_DATA], content_type="text/csv"),
-                "validation": TrainingInput(variables[params.VALIDATION_DATA], content_type="text/csv"),
-            }
-        ),
+        step_args=estimator.fit(inputs=inputs or None),
         cache_config=CacheConfig(enable_caching=True, expire_after="P30D"),
     )
     return Pipeline(
@@ -142,12 +162,14 @@ def build_pipeline(settings: Settings, code_uri: str) -> Any:
         parameters=list(variables.values()),
         steps=[step],
         sagemaker_session=session,
+        # No experiment or trial per run: the execution role need not manage them.
+        pipeline_experiment_config=None,
         pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=False),
     )
 
 
-def definition_json(settings: Settings, code_uri: str) -> str:
+def definition_json(settings: Settings, contract: Contract, code_uri: str) -> str:
     """The pipeline definition as SageMaker stores it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Running within a PipelineSession ..." on every fit()
-        return build_pipeline(settings, code_uri).definition()
+        return build_pipeline(settings, contract, code_uri).definition()

@@ -7,24 +7,35 @@ the same key, the definition stays byte-identical, and step caching hits.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
-ENTRY_POINT = "train.py"  # the script in the archive that the toolkit runs
+from pipeline.definition import contract
+from pipeline.definition.contract import Contract
+from pipeline.errors import SettingsError
+
 # Build and editor leftovers that must never change the hash.
 EXCLUDED_DIRS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache", ".git"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 
 
-def check(source_dir: Path, entry_point: str = ENTRY_POINT) -> None:
+def check(source_dir: Path, entry_point: str) -> None:
     """Fail before packing when the folder or its entry point is missing: an empty archive would deploy."""
     if not source_dir.is_dir():
-        raise FileNotFoundError(f"source dir {source_dir} is not a folder: pass --source-dir with your training code")
+        raise SettingsError(
+            f"source dir {source_dir} is not a folder: pass --source-dir with your training code,"
+            " or run from the project root"
+        )
     if not (source_dir / entry_point).is_file():
-        raise FileNotFoundError(f"source dir {source_dir} has no {entry_point}: add it, or pass --entry-point")
+        raise SettingsError(
+            f"source dir {source_dir} has no {entry_point}: add it, or name the script"
+            " (entry_point in training.toml, or --entry-point)"
+        )
 
 
 def included_files(source_dir: Path) -> list[Path]:
@@ -39,7 +50,7 @@ def included_files(source_dir: Path) -> list[Path]:
     return files
 
 
-def pack(source_dir: Path, entry_point: str = ENTRY_POINT) -> bytes:
+def pack(source_dir: Path, entry_point: str) -> bytes:
     """A gzipped tar of ``source_dir`` with fixed mtimes, owners and modes; see :func:`check`."""
     check(source_dir, entry_point)
     raw = io.BytesIO()
@@ -62,3 +73,20 @@ def content_key(archive: bytes) -> str:
 def s3_uri(code_prefix: str, archive: bytes) -> str:
     """Where an archive lives: ``<code_prefix>/<hash>/sourcedir.tar.gz``."""
     return f"{code_prefix}/{content_key(archive)}/sourcedir.tar.gz"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source dir read once: its contract, and the archive that ships it."""
+
+    path: Path
+    contract: Contract
+    archive: bytes
+
+
+def read(path: Path, entry_point: str | None = None) -> Source:
+    """The source dir's contract (``entry_point`` overrides the declared one) and its packed archive."""
+    declared = contract.load(path)
+    if entry_point:
+        declared = dataclasses.replace(declared, entry_point=entry_point)
+    return Source(path, declared, pack(path, declared.entry_point))

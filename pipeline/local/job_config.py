@@ -8,13 +8,24 @@ developer guide: every hyperparameter value is a string, the reserved
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class ChannelInput:
+    """One channel of a job: where its data comes from (a folder or an ``s3://`` prefix) and how."""
+
+    source: str
+    content_type: str | None = None
+    input_mode: str = "File"
+    distribution: str = "FullyReplicated"
+
 
 PROGRAM = "sagemaker_program"
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
 REGION = "sagemaker_region"
-JOB_NAME = "sagemaker_job_name"
 LOG_LEVEL = "sagemaker_container_log_level"
 
 
@@ -23,14 +34,12 @@ def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
     return {name: json.dumps(value) for name, value in values.items()}
 
 
-def hyperparameters(
-    user: Mapping[str, str], *, program: str, submit_directory: str, region: str, job_name: str
-) -> dict[str, str]:
-    """``hyperparameters.json``: the user's (already string) values plus the reserved ones."""
+def hyperparameters(user: Mapping[str, str], *, program: str, submit_directory: str, region: str) -> dict[str, str]:
+    """``hyperparameters.json``: the user's (already string) values plus the reserved ones that a
+    pipeline's training step carries (no ``sagemaker_job_name``: it would defeat step caching)."""
     reserved = encode_hyperparameters(
-        {PROGRAM: program, SUBMIT_DIRECTORY: submit_directory, REGION: region, JOB_NAME: job_name}
+        {PROGRAM: program, SUBMIT_DIRECTORY: submit_directory, REGION: region, LOG_LEVEL: 20}
     )
-    reserved[LOG_LEVEL] = "20"
     return {**user, **reserved}
 
 
@@ -53,14 +62,16 @@ def resource_config(hosts: list[str], current_host: str, instance_type: str) -> 
     }
 
 
-def input_data_config(channels: Iterable[str], content_type: str = "text/csv") -> dict[str, Any]:
-    """``inputdataconfig.json``: File mode, every channel fully replicated."""
-    return {
-        name: {
-            "ContentType": content_type,
-            "TrainingInputMode": "File",
-            "S3DistributionType": "FullyReplicated",
+def input_data_config(channels: Mapping[str, ChannelInput]) -> dict[str, Any]:
+    """``inputdataconfig.json``: each channel's mode and distribution, and its content type if it has one."""
+    config: dict[str, Any] = {}
+    for name, channel in channels.items():
+        entry = {
+            "TrainingInputMode": channel.input_mode,
+            "S3DistributionType": channel.distribution,
             "RecordWrapperType": "None",
         }
-        for name in channels
-    }
+        if channel.content_type:
+            entry["ContentType"] = channel.content_type
+        config[name] = entry
+    return config

@@ -11,9 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-
-class UnsupportedExpression(ValueError):
-    """An expression the local runner cannot evaluate."""
+from pipeline.errors import UnsupportedExpression
 
 
 def _to_string(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 FEATURES = 8
@@ -38,12 +39,14 @@ def channel_files(seed: int = 42) -> dict[str, str]:
     return {channel: to_csv(rows(count, rng)) for channel, count in CHANNEL_ROWS.items()}
 
 
-def write(root: Path, seed: int = 42) -> dict[str, Path]:
-    """Write ``root/<channel>/<channel>.csv`` and return each channel's folder."""
+def write(root: Path, splits: Mapping[str, str] | None = None, seed: int = 42) -> dict[str, Path]:
+    """Write ``root/<channel>/<channel>.csv`` for each channel -> split (default: each split as
+    its own channel) and return each channel's folder."""
+    files = channel_files(seed)
     folders = {}
-    for channel, text in channel_files(seed).items():
+    for channel, split in (splits or {name: name for name in files}).items():
         folder = root / channel
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{channel}.csv").write_text(text)
+        (folder / f"{channel}.csv").write_text(files[split])
         folders[channel] = folder
     return folders

@@ -21,13 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pipeline import channels, job_config, processes
-from pipeline.metric_definitions import metric_definitions, parse_metrics
+from pipeline.definition.contract import DEFAULT_INSTANCE_TYPE
+from pipeline.definition.settings import DEFAULT_REGION
+from pipeline.errors import ExitStatus
+from pipeline.local import channels, job_config, processes
+from pipeline.local.job_config import ChannelInput
+from pipeline.local.metrics import parse_metrics
 
 FRAMEWORK_MODULE = "custom_framework_training.training:main"
 # The toolkit's `train` console script, started with this interpreter.
 TRAIN_COMMAND = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
-DEFAULT_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,12 @@ class LocalJob:
     # hyperparameters.json verbatim, the reserved sagemaker_program and
     # sagemaker_submit_directory (a local tarball or an s3:// URI) included
     hyperparameters: Mapping[str, str]
-    channels: Mapping[str, str]  # channel name -> local folder or s3:// prefix
-    instance_type: str = "ml.m5.large"
+    channels: Mapping[str, ChannelInput]
+    instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = 1
     max_runtime_seconds: float | None = None
     region: str = DEFAULT_REGION
-    metric_definitions: list[dict[str, str]] = field(default_factory=metric_definitions)
+    metric_definitions: list[dict[str, str]] = field(default_factory=list)
     environment: Mapping[str, str] = field(default_factory=dict)  # the job's Environment
 
 
@@ -120,15 +123,15 @@ def pack_dir(folder: Path, archive: Path) -> Path:
     return archive
 
 
-def run(job: LocalJob, job_dir: Path, sink: IO[str] = sys.stdout) -> JobResult:
+def run_job(job: LocalJob, job_dir: Path, sink: IO[str] = sys.stdout) -> JobResult:
     """Run ``job`` to completion; artifacts and per-host logs land in ``job_dir``."""
     job_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{job.name}-") as scratch:
         root = Path(scratch)
         channel_data = {}
-        for channel, source in job.channels.items():
+        for channel, given in job.channels.items():
             channel_data[channel] = root / "channels" / channel
-            channels.fetch(source, channel_data[channel], job.region)
+            channels.fetch(given.source, channel_data[channel], job.region)
         hosts = job_config.host_names(job.instance_count)
         bases = {host: root / host for host in hosts}
         for host, base in bases.items():
@@ -165,7 +168,7 @@ def _collect(
     reason = None
     exit_code = 0
     if not finished:
-        exit_code = 124
+        exit_code = ExitStatus.TIMEOUT
         reason = f"MaxRuntimeExceeded: the job ran longer than {job.max_runtime_seconds:g} s and was stopped"
     else:
         failed = [
@@ -180,7 +183,7 @@ def _collect(
             exit_code = code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports
             failure = base / "output" / "failure"
             text = failure.read_text().strip() if failure.exists() else "no output/failure file was written"
-            reason = f"{host}: {text}"
+            reason = f"{host}: {text}" if len(bases) > 1 else text  # as SageMaker reports it
     model = output = None
     if exit_code == 0:
         model = pack_dir(bases[leader] / "model", job_dir / "model.tar.gz")

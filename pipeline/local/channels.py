@@ -6,10 +6,7 @@ import shutil
 from pathlib import Path
 
 from pipeline import aws
-
-
-class ChannelError(ValueError):
-    """A channel whose data cannot be found."""
+from pipeline.errors import ChannelError
 
 
 def fetch(source: str, destination: Path, region: str | None = None) -> None:

@@ -1,0 +1,131 @@
+"""Commands that run on this machine: train-local, run --local and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from pipeline.cli import common
+from pipeline.definition.settings import DEFAULT_REGION, build_settings, region_from_environment
+from pipeline.errors import ExitStatus, SettingsError, UserError
+from pipeline.local import job_config, job_inputs, job_request
+from pipeline.local.job import JobResult
+
+# SageMaker's TrainingJobName pattern; also keeps a job folder inside --output-dir.
+JOB_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+SHORTHAND_CHANNELS = ("train", "validation")
+
+
+def _job_dir(output_dir: Path, name: str | None) -> tuple[str, Path]:
+    """A new job's name and folder; an existing job is never overwritten."""
+    import re
+
+    job_name = name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    if not re.fullmatch(JOB_NAME, job_name, re.ASCII):
+        raise SettingsError(f"job name {job_name!r}: use letters, digits and hyphens, at most 63, as SageMaker does")
+    job_dir = (output_dir / job_name).resolve()  # the toolkit runs in the base dir, not here
+    if job_dir.exists():
+        raise SettingsError(f"job {job_dir} exists already: pick another --job-name, or remove that folder")
+    return job_name, job_dir
+
+
+def cmd_train_local(args: argparse.Namespace) -> int:
+    from pipeline.definition import sample_data
+    from pipeline.local.job import run_job
+
+    source = common.source(args)
+    contract = source.contract
+    hyperparameters = job_inputs.hyperparameters(args.hp, contract)
+    shorthands = {name: getattr(args, name) for name in SHORTHAND_CHANNELS}
+    channels = job_inputs.channels(args.channel, args.content_type, contract, shorthands)
+    environment = job_inputs.environment(args.env, contract)
+    metrics = job_inputs.metric_definitions(args.metric, contract)
+    job_name, job_dir = _job_dir(args.output_dir, args.job_name)
+    region = region_from_environment() or DEFAULT_REGION
+    job_dir.mkdir(parents=True)
+    try:
+        if not channels:  # nothing given: the sample data, for the channels the contract seeds with it
+            seeded = {c.name: c.sample for c in contract.channels if c.sample}
+            folders = sample_data.write(job_dir / "sample-data", seeded)
+            channels = job_inputs.channels([f"{n}={f}" for n, f in folders.items()], [], contract, {})
+        archive = job_dir / "sourcedir.tar.gz"
+        archive.write_bytes(source.archive)
+        request = job_request.training_request(
+            hyperparameters=job_config.hyperparameters(
+                hyperparameters, program=contract.entry_point, submit_directory=str(archive), region=region
+            ),
+            channels=channels,
+            metric_definitions=metrics,
+            environment=environment,
+            instance_type=args.instance_type or contract.instance_type,
+            instance_count=args.instance_count,
+            max_runtime_seconds=args.max_runtime,
+        )
+        job = job_request.local_job(request, name=job_name, region=region)
+        result = run_job(job, job_dir)
+    except UserError:
+        shutil.rmtree(job_dir, ignore_errors=True)  # refused before the job ran: leave nothing behind
+        raise
+    return report(result)
+
+
+def report(result: JobResult) -> int:
+    print("---")
+    if result.metrics:
+        print("metrics:")
+        for name, value in sorted(result.metrics.items()):
+            print(f"  {name} = {value:g}")
+    if result.succeeded:
+        print(f"model: {result.model_artifact}")
+        print(f"output: {result.output_artifact}")
+    else:
+        print(f"training failed (exit {result.exit_code}): {result.failure_reason}", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import aws
+    from pipeline.definition.render import render
+    from pipeline.deploy.state import deployed_pipeline
+    from pipeline.local import executor
+
+    if not args.local:
+        raise SettingsError("run needs --local; to run on SageMaker use: python -m pipeline start")
+    rendered = None
+    if args.deployed:
+        settings = common.settings(args, fields=("pipeline_name", "region"))
+        pipeline = deployed_pipeline(aws.client("sagemaker", settings.region), settings.pipeline_name)
+        if pipeline is None:
+            raise SettingsError(f"pipeline {settings.pipeline_name} is not deployed: run upsert, or drop --deployed")
+        text = pipeline["PipelineDefinition"]
+    else:
+        settings = common.settings(args)
+        rendered = render(settings, common.source(args))
+        text = rendered.definition
+    definition = json.loads(text)
+    values = executor.check_runnable(definition, args.param)  # before anything is uploaded or run
+    if rendered:
+        aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
+    steps = executor.run(
+        definition, values, args.output_dir, pipeline_name=settings.pipeline_name, region=settings.region
+    )
+    succeeded = steps and all(step.result.succeeded for step in steps)
+    return ExitStatus.OK if succeeded else ExitStatus.JOB_FAILED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.definition.render import render
+
+    code = cmd_train_local(args)
+    if code:
+        return code
+    print("--- pipeline definition (offline, example account values) ---")
+    common.no_aws()
+    rendered = render(build_settings({}, offline=True), common.source(args))
+    print(json.dumps(json.loads(rendered.definition), indent=2))
+    return ExitStatus.OK

@@ -1,0 +1,135 @@
+"""The command line: every command, flag and help text. Building it imports neither the SDK nor
+boto3, so ``--help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.cli import deploy_commands, local_commands
+from pipeline.cli.common import DEFAULT_OUTPUT_DIR, DEFAULT_SOURCE_DIR
+from pipeline.definition.contract import CONTRACT_FILE
+from pipeline.definition.settings import ENVIRONMENT
+
+ALL_SETTINGS = tuple(ENVIRONMENT)
+DESCRIPTION = "Build, deploy and run the SageMaker training pipeline of a source dir."
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a finite ``kind`` above zero, so a bad count is a usage error, not a traceback."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not 0 < value < float("inf"):
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _settings_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
+    group = parser.add_argument_group("settings (flag, else environment variable)")
+    for field in fields:
+        env, help_text = ENVIRONMENT[field]
+        group.add_argument(f"--{field.replace('_', '-')}", dest=field, metavar=env, help=f"{help_text} [env: {env}]")
+
+
+def _repeated(parser: argparse.ArgumentParser, flag: str, metavar: str, help_text: str) -> None:
+    parser.add_argument(flag, action="append", default=[], metavar=metavar, help=f"{help_text} (repeatable)")
+
+
+PARAM_HELP = (
+    "pipeline parameter override, checked against the source dir's parameters (see `describe`):"
+    " fixed ones (ImageUri, TrainingInstanceType, TrainingInstanceCount, MaxRuntimeSeconds), one"
+    " <Channel>Data per declared channel, one per declared hyperparameter (max-iter -> MaxIter)"
+)
+
+
+def _local_flags(parser: argparse.ArgumentParser) -> None:
+    _repeated(
+        parser,
+        "--hp",
+        "NAME=VALUE",
+        f"hyperparameter; typed by {CONTRACT_FILE} when declared, else as the SDK sends it"
+        " (valid JSON is that JSON, else a string)",
+    )
+    _repeated(parser, "--channel", "NAME=SOURCE", "input channel: a folder or an s3:// prefix, any name")
+    _repeated(parser, "--content-type", "NAME=TYPE", "content type of a --channel (default: the contract's)")
+    parser.add_argument("--train", metavar="SOURCE", help="shorthand for --channel train=SOURCE")
+    parser.add_argument("--validation", metavar="SOURCE", help="shorthand for --channel validation=SOURCE")
+    _repeated(parser, "--env", "NAME=VALUE", "variable in the job's environment, on top of the contract's")
+    _repeated(parser, "--metric", "NAME=REGEX", "metric definition (one capture group), on top of the contract's")
+    parser.add_argument(
+        "--instance-count", type=_positive(int), default=1, help="hosts to emulate, each with its own base dir"
+    )
+    parser.add_argument("--instance-type", help="written to resourceconfig.json [default: the contract's]")
+    parser.add_argument("--max-runtime", type=_positive(int), help="stop the job after this many seconds")
+    parser.add_argument("--entry-point", help="script inside --source-dir [default: the contract's, else train.py]")
+    parser.add_argument("--job-name", help="a new job's name [default: local-<timestamp>]")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION)
+    root.add_argument("--verbose", action="store_true", help="show SDK and AWS client logs")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, help_text: str, settings: tuple[str, ...] = ALL_SETTINGS, source: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show SDK and AWS client logs")
+        if source:
+            p.add_argument(
+                "--source-dir",
+                type=Path,
+                default=DEFAULT_SOURCE_DIR,
+                help=f"training code folder, with its {CONTRACT_FILE} [default: user_src]",
+            )
+        if settings:
+            _settings_flags(p, settings)
+        return p
+
+    p = command("demo", "train locally on the sample data, then print the pipeline definition (no AWS)", ())
+    _local_flags(p)
+    p.set_defaults(func=local_commands.cmd_demo)
+
+    p = command("train-local", "run a training job here through the real toolkit, without Docker", ())
+    _local_flags(p)
+    p.set_defaults(func=local_commands.cmd_train_local)
+
+    p = command("describe", f"print the parameters Studio shows, from the source dir's {CONTRACT_FILE}", ())
+    p.set_defaults(func=deploy_commands.cmd_describe)
+
+    p = command("definition", "print the pipeline definition JSON (uploads the code unless --offline)")
+    p.add_argument("--offline", action="store_true", help="no AWS access; example values fill missing settings")
+    p.set_defaults(func=deploy_commands.cmd_definition)
+
+    p = command("diff", "print what upsert would change (definition, uploads, tags); exit 0 none, 1 some")
+    p.add_argument("--no-sample-data", action="store_true", help="as upsert --no-sample-data")
+    p.set_defaults(func=deploy_commands.cmd_diff)
+
+    p = command("upsert", "create or update the pipeline, printing what changed")
+    p.add_argument("--no-sample-data", action="store_true", help="do not seed empty default data prefixes")
+    p.set_defaults(func=deploy_commands.cmd_upsert)
+
+    p = command("start", "start a pipeline run, optionally waiting for it", deploy_commands.RUN_SETTINGS)
+    _repeated(p, "--param", "NAME=VALUE", PARAM_HELP)
+    p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
+    p.add_argument("--poll-seconds", type=_positive(float), default=15.0, help="status poll interval with --wait")
+    p.add_argument("--timeout", type=_positive(float), help="stop waiting after this many seconds")
+    p.set_defaults(func=deploy_commands.cmd_start)
+
+    p = command("run", "run the pipeline definition's steps on this machine (no Docker)")
+    p.add_argument("--local", action="store_true", help="required: execute here, not on SageMaker")
+    p.add_argument("--deployed", action="store_true", help="run the definition deployed in the account")
+    _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.replace("source dir's", "definition's"))
+    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+    p.set_defaults(func=local_commands.cmd_run)
+
+    p = command("status", "list recent executions", deploy_commands.RUN_SETTINGS, source=False)
+    p.add_argument("--limit", type=_positive(int), default=5, help="how many runs to list")
+    p.set_defaults(func=deploy_commands.cmd_status)
+    return root

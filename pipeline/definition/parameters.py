@@ -1,0 +1,161 @@
+"""Pipeline parameters as plain data, built from the settings and the training contract, and the
+checking of ``Name=Value`` overrides.
+
+Nothing here imports the SageMaker SDK: ``start`` and ``run --local`` check overrides
+against this list before any AWS call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.definition import values
+from pipeline.definition.contract import Contract
+from pipeline.errors import ParameterError
+
+INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+", re.ASCII)
+# An ECR image, or one in a registry on loopback (deploy rehearsals), with a tag or a digest.
+ECR_IMAGE = re.compile(
+    r"(\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?|(127\.0\.0\.1|localhost):\d{1,5})"
+    r"/[a-z0-9][a-z0-9._/-]*(:\w[\w.-]{0,127}|@sha256:[0-9a-f]{64})",
+    re.ASCII,
+)
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f]*)?", re.ASCII)
+
+IMAGE_URI = "ImageUri"
+INSTANCE_TYPE_PARAMETER = "TrainingInstanceType"
+INSTANCE_COUNT = "TrainingInstanceCount"
+MAX_RUNTIME = "MaxRuntimeSeconds"
+# Step caching keys on the step's arguments, where a channel is only its S3 prefix: new data
+# under the same prefix would return the cached model. This value, a hash of what the prefixes
+# hold, reaches the arguments (as an environment variable) so that changed data misses the cache.
+DATA_FINGERPRINT = "DataFingerprint"
+FINGERPRINT_VARIABLE = "PIPELINE_DATA_FINGERPRINT"
+FINGERPRINT_HELP = (
+    "hash of the channels' S3 objects, so that changed data is not served a cached model;"
+    " `python -m pipeline start` fills it in; from Studio, after changing data in place, enter any new value"
+)
+# CreateTrainingJob's limits (botocore: ResourceConfig.InstanceCount, MaxRuntimeInSeconds >= 1);
+# the counts' upper bound is the account's quota, so this one only stops typos.
+MAX_INSTANCE_COUNT = 100
+MAX_RUNTIME_LIMIT = 28 * 24 * 3600
+
+
+def check_s3_uri(value: Any) -> str | None:
+    return None if S3_URI.fullmatch(str(value)) else "must be an s3://BUCKET/PREFIX URI"
+
+
+def _instance_type(value: Any) -> str | None:
+    return None if INSTANCE_TYPE.fullmatch(str(value)) else "must look like ml.m5.large"
+
+
+def _image_uri(value: Any) -> str | None:
+    if ECR_IMAGE.fullmatch(str(value)) is None:
+        return "must be an ECR image URI with a tag or digest: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"
+    return None
+
+
+def _between(low: int, high: int) -> Callable[[Any], str | None]:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A pipeline parameter: what Studio shows, and what ``--param`` accepts."""
+
+    name: str
+    type: str  # a contract type: int, float, str, bool or json
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] | None = None
+    hyperparameter: str | None = None  # the entry point's flag this parameter feeds
+    channel: str | None = None  # the channel this parameter's S3 prefix feeds
+
+
+def pipeline_parameters(
+    contract: Contract, image_uri: str = "", data_uri: Callable[[str], str] = lambda channel: ""
+) -> tuple[Parameter, ...]:
+    """Every parameter of the pipeline, in the order Studio lists them.
+
+    ``data_uri`` gives a channel's default prefix; checking an override needs only names and types.
+    """
+    return (
+        Parameter(IMAGE_URI, "str", image_uri, "framework image the jobs run", _image_uri),
+        Parameter(INSTANCE_TYPE_PARAMETER, "str", contract.instance_type, "training instance type", _instance_type),
+        Parameter(
+            INSTANCE_COUNT,
+            "int",
+            contract.instance_count,
+            "number of training instances",
+            _between(1, MAX_INSTANCE_COUNT),
+        ),
+        Parameter(
+            MAX_RUNTIME,
+            "int",
+            contract.max_runtime_seconds,
+            "training job time limit in seconds",
+            _between(1, MAX_RUNTIME_LIMIT),
+        ),
+        *(
+            Parameter(
+                c.parameter_name,
+                "str",
+                data_uri(c.name),
+                f"S3 prefix of the {c.name} channel" + (f": {c.help}" if c.help else ""),
+                check_s3_uri,
+                channel=c.name,
+            )
+            for c in contract.channels
+        ),
+        *((Parameter(DATA_FINGERPRINT, "str", "", FINGERPRINT_HELP),) if contract.channels else ()),
+        *(
+            Parameter(hp.parameter_name, hp.type, hp.default, hp.help, hyperparameter=hp.name)
+            for hp in contract.hyperparameters
+        ),
+    )
+
+
+def convert(parameter: Parameter, raw: str) -> Any:
+    """``raw`` as the parameter's type, or a :class:`ParameterError` saying what was expected."""
+    value = values.parse(parameter.type, raw, f"parameter {parameter.name}")
+    problem = parameter.check(value) if parameter.check else None
+    if problem:
+        raise ParameterError(f"parameter {parameter.name} {problem}, got {raw!r}")
+    return value
+
+
+def split_pair(pair: str, flag: str) -> tuple[str, str]:
+    """``Name=Value`` as its two halves, or one error naming the flag's form."""
+    name, sep, raw = pair.partition("=")
+    if not sep or not name:
+        raise ParameterError(f"{flag} {pair!r} is not NAME=VALUE")
+    return name, raw
+
+
+def parse_overrides(pairs: Iterable[str], parameters: Iterable[Parameter]) -> dict[str, Any]:
+    """``["Name=Value", ...]`` as typed values, checked against the pipeline's parameters."""
+    known = {p.name: p for p in parameters}
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, raw = split_pair(pair, "--param")
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise ParameterError(f"unknown parameter {name!r}; known: {listed}")
+        if name in overrides:
+            raise ParameterError(f"--param {name} is given twice; give it once")
+        overrides[name] = convert(known[name], raw)
+    return overrides
+
+
+def resolve(parameters: Iterable[Parameter], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value: its override if given, else its default."""
+    return {p.name: overrides.get(p.name, p.default) for p in parameters}
+
+
+def execution_values(parameters: Iterable[Parameter], overrides: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Overrides as StartPipelineExecution's ``PipelineParameters``: every value is text."""
+    kinds = {p.name: p.type for p in parameters}
+    return [{"Name": name, "Value": values.as_text(kinds[name], value)} for name, value in overrides.items()]

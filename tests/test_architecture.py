@@ -1,0 +1,83 @@
+"""The package layout's rules, read from the import statements of every module:
+
+- ``pipeline.definition`` is pure: it imports neither ``deploy``, ``local``, ``cli`` nor the AWS edge,
+  and only ``sdk`` touches the SageMaker SDK (and boto3, for an inert session);
+- ``pipeline.local`` never imports the SDK or ``deploy``;
+- ``pipeline.deploy`` never imports ``local``;
+- the SDK is imported by ``pipeline/definition/sdk.py`` alone.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from support import ROOT
+
+PACKAGE = ROOT / "pipeline"
+NETWORK = ("boto3", "botocore", "socket", "urllib", "http", "subprocess", "pipeline.aws")
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (lazy imports inside functions count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules(subpackage: str) -> list[Path]:
+    return sorted((PACKAGE / subpackage).glob("*.py"))
+
+
+def _hits(names: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes))
+
+
+def test_the_layout_has_the_three_products_and_the_cli():
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
+        "definition",
+        "deploy",
+        "local",
+        "cli",
+    }
+
+
+@pytest.mark.parametrize("path", modules("definition"), ids=lambda p: p.name)
+def test_definition_is_pure(path):
+    names = imports(path)
+    assert _hits(names, ("pipeline.deploy", "pipeline.local", "pipeline.cli")) == []
+    allowed = ("boto3",) if path.name == "sdk.py" else ()
+    assert [n for n in _hits(names, NETWORK) if n.split(".")[0] not in allowed] == []
+
+
+@pytest.mark.parametrize("path", modules("local"), ids=lambda p: p.name)
+def test_local_never_imports_the_sdk_or_deploy(path):
+    names = imports(path)
+    assert _hits(names, ("sagemaker", "pipeline.deploy", "pipeline.definition.sdk", "pipeline.definition.render")) == []
+
+
+@pytest.mark.parametrize("path", modules("deploy"), ids=lambda p: p.name)
+def test_deploy_never_imports_local(path):
+    assert _hits(imports(path), ("pipeline.local", "pipeline.cli")) == []
+
+
+def test_only_sdk_py_imports_the_sdk():
+    users = [p.relative_to(ROOT) for p in PACKAGE.rglob("*.py") if _hits(imports(p), ("sagemaker",))]
+    assert users == [Path("pipeline/definition/sdk.py")]
+
+
+def test_the_rule_checker_sees_a_violation(tmp_path):
+    """The rules above are only worth something if a forbidden import is found."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from pipeline.deploy import plan\n    import sagemaker.estimator\n")
+    assert _hits(imports(bad), ("pipeline.deploy", "sagemaker")) == [
+        "pipeline.deploy",
+        "pipeline.deploy.plan",
+        "sagemaker.estimator",
+    ]
