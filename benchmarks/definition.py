@@ -17,11 +17,14 @@ ENV = {"AWS_EC2_METADATA_DISABLED": "true", "SAGEMAKER_SUPPRESS_V2_WARNING": "1"
 
 RENDER = """
 import sys
-from pipeline import sdk
-from pipeline.settings import build_settings
+from pathlib import Path
+from pipeline.definition import contract, sdk
+from pipeline.definition.settings import build_settings
 if sys.argv[1] == "on":
     sdk.SDK_DEFAULTS = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": False}}}}
-sdk.definition_json(build_settings({}, offline=True), "s3://example-sagemaker-bucket/p/code/0/sourcedir.tar.gz")
+sdk.definition_json(
+    build_settings({}, offline=True), contract.load(Path("user_src")), "s3://example-sagemaker-bucket/p/code/0/sourcedir.tar.gz"
+)
 """
 
 

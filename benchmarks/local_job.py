@@ -12,7 +12,7 @@ from pathlib import Path
 
 from timing import PYTHON, ROOT, interleaved, report, script_environment, wall_time
 
-from pipeline import sample_data
+from pipeline.definition import sample_data
 
 
 def main(runs: int) -> None:

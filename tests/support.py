@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from moto_server import REGION
 
 from pipeline.definition import sourcedir
 from pipeline.local import job_config
@@ -16,7 +17,6 @@ from pipeline.local.job_config import ChannelInput
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_SRC = Path(__file__).resolve().parent / "fixtures" / "probe"
-REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/custom-framework:0123abc"
 BUCKET = "test-bucket"
@@ -52,10 +52,3 @@ def make_job(
     )
     inputs = {name: ChannelInput(source, content_type="text/csv") for name, source in channels.items()}
     return LocalJob(name="test-job", hyperparameters=all_hyperparameters, channels=inputs, **overrides)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -8,7 +8,8 @@ import shutil
 
 import boto3
 import pytest
-from support import BUCKET, REGION, ROOT, free_port, run_cli
+from moto_server import free_port
+from support import BUCKET, REGION, ROOT, run_cli
 
 
 def s3_objects() -> dict[str, tuple[str, str]]:
