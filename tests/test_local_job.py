@@ -269,7 +269,7 @@ def test_train_local_failure_shows_reason_and_exit_code(tmp_path):
         (["--train", ""], "--channel train= is empty"),
         (["--channel", "train=s3://"], "names no bucket"),
         (["--content-type", "test=text/csv"], "--content-type test names no channel"),
-        (["--metric", "loss=loss: [0-9.]+"], "--metric loss: the regex needs exactly one capture group"),
+        (["--metric", "loss=loss: [0-9.]+"], "--metric loss: the regex must have exactly one capture group"),
         (["--env", "1X=y"], "--env 1X: a variable name is letters"),
         (["--job-name", "../../x"], "job name '../../x': use letters, digits and hyphens"),
         (["--train", "/does/not/exist"], "channel source /does/not/exist does not exist"),

@@ -198,13 +198,19 @@ def _metric(spec: Any, where: str) -> Metric:
     if "regex" not in table:
         return Metric(name, convention_regex(name))
     regex = _text(table["regex"], f"{where}.regex")
+    problem = regex_problem(regex)
+    if problem:
+        raise ContractError(f"{where}.regex {problem}")
+    return Metric(name, regex)
+
+
+def regex_problem(regex: str) -> str | None:
+    """Why ``regex`` cannot be a metric definition's (it must compile, with one group: the value)."""
     try:
         groups = re.compile(regex).groups
     except re.error as error:
-        raise ContractError(f"{where}.regex does not compile: {error}") from None
-    if groups != 1:
-        raise ContractError(f"{where}.regex must have exactly one capture group (the value), has {groups}")
-    return Metric(name, regex)
+        return f"does not compile: {error}"
+    return None if groups == 1 else f"must have exactly one capture group (the value), has {groups}"
 
 
 def _unique(names: list[str], what: str) -> None:

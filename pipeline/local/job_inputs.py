@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipeline.definition import values
-from pipeline.definition.contract import CHANNEL_NAME, Contract
+from pipeline.definition.contract import CHANNEL_NAME, Contract, regex_problem
 from pipeline.definition.parameters import split_pair
 from pipeline.errors import ChannelError, ParameterError
 from pipeline.local.job_config import ChannelInput
@@ -96,11 +96,8 @@ def metric_definitions(pairs: Iterable[str], contract: Contract) -> list[dict[st
     """The contract's metric definitions, then each ``--metric NAME=REGEX`` (one capture group)."""
     definitions = {m.name: m.regex for m in contract.metrics}
     for name, regex in _pairs(pairs, "--metric").items():
-        try:
-            groups = re.compile(regex).groups
-        except re.error as error:
-            raise ParameterError(f"--metric {name}: the regex does not compile: {error}") from None
-        if groups != 1:
-            raise ParameterError(f"--metric {name}: the regex needs exactly one capture group (the value)")
+        problem = regex_problem(regex)
+        if problem:
+            raise ParameterError(f"--metric {name}: the regex {problem}")
         definitions[name] = regex
     return [{"Name": name, "Regex": regex} for name, regex in definitions.items()]
