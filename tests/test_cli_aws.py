@@ -296,8 +296,8 @@ def test_upsert_refuses_when_the_pipeline_changed_after_its_plan(aws_env, tmp_pa
 
 
 def test_the_data_fingerprint_changes_with_the_data_and_only_then(aws_env):
+    from pipeline.definition.expressions import evaluate
     from pipeline.deploy.fingerprint import fingerprint
-    from pipeline.local.expressions import evaluate
 
     s3 = boto3.client("s3", region_name=REGION)
     prefixes = [f"s3://{BUCKET}/data/train/", f"s3://{BUCKET}/data/validation/"]

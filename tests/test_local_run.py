@@ -10,8 +10,8 @@ import boto3
 import pytest
 from support import BUCKET, PROBE_SRC, REGION, probe_reports, run_cli
 
+from pipeline.definition import expressions
 from pipeline.errors import ParameterError
-from pipeline.local import expressions
 
 
 def s3_keys(prefix: str) -> list[str]:

@@ -9,12 +9,12 @@ import pytest
 from support import PROBE_SRC, probe_reports, run_cli
 
 from pipeline.definition import contract, sourcedir, values
+from pipeline.definition.expressions import evaluate
 from pipeline.definition.render import render
 from pipeline.definition.settings import build_settings
 from pipeline.errors import ParameterError
 from pipeline.local import job_inputs
 from pipeline.local.executor import check_runnable
-from pipeline.local.expressions import evaluate
 
 # type, command-line text, the value it means
 CASES = [

@@ -19,9 +19,9 @@ from typing import IO, Any
 from pipeline import aws
 from pipeline.definition import parameters
 from pipeline.definition.contract import Contract
+from pipeline.definition.expressions import evaluate
 from pipeline.errors import UnsupportedExpression
 from pipeline.local import job_request
-from pipeline.local.expressions import evaluate
 from pipeline.local.job import JobResult, LocalJob, run_job
 
 # Definition parameter types and the value types the CLI parses them as.
