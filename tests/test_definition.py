@@ -65,6 +65,54 @@ def _unwrap_join_in_hyperparameters(d: dict) -> None:
         hps[name] = join["Values"][0]
 
 
+def _step(d: dict, name: str) -> dict:
+    """A step by name, at the top level or inside a condition's branches."""
+    for step in d["Steps"]:
+        if step["Name"] == name:
+            return step
+        for branch in ("IfSteps", "ElseSteps"):
+            for inner in step.get("Arguments", {}).get(branch, []):
+                if inner["Name"] == name:
+                    return inner
+    raise KeyError(name)
+
+
+def _drop_app_managed(d: dict) -> None:
+    # AppManaged is a CreateProcessingJob field of every input and output; the schema omits it.
+    args = _step(d, "Evaluate")["Arguments"]
+    for item in args["ProcessingInputs"] + args["ProcessingOutputConfig"]["Outputs"]:
+        assert item.pop("AppManaged") is False
+
+
+def _drop_property_files(d: dict) -> None:
+    # PropertyFiles declares evaluation.json so the gate can JsonGet from it: a documented field of
+    # processing steps that the schema's ProcessingStep lacks.
+    assert _step(d, "Evaluate").pop("PropertyFiles") == [
+        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+    ]
+
+
+def _functions_where_the_schema_takes_only_get(d: dict) -> None:
+    # SageMaker evaluates Std:Join and Std:JsonGet wherever a value may be an expression; the schema
+    # allows only Get in these four places. A Get stands in for each, to check the rest.
+    output = _step(d, "Evaluate")["Arguments"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]
+    gate = _step(d, "Gate")["Arguments"]["Conditions"][0]
+    statistics = _step(d, "Register-RegisterModel")["Arguments"]["ModelMetrics"]["ModelQuality"]["Statistics"]
+    fail = _step(d, "Fail")["Arguments"]
+    for holder, key in ((output, "S3Uri"), (gate, "LeftValue"), (statistics, "S3Uri"), (fail, "ErrorMessage")):
+        assert set(holder[key]) <= {"Std:Join", "Std:JsonGet"}, key
+        holder[key] = {"Get": "Parameters.Stand-in"}
+
+
+def _drop_register_model_fields(d: dict) -> None:
+    # CreateModelPackage's ModelApprovalStatus and SkipModelValidation, and the serving container's
+    # Environment (SAGEMAKER_PROGRAM, SAGEMAKER_SUBMIT_DIRECTORY): valid fields the schema predates.
+    args = _step(d, "Register-RegisterModel")["Arguments"]
+    del args["ModelApprovalStatus"], args["SkipModelValidation"]
+    (container,) = args["InferenceSpecification"]["Containers"]
+    assert set(container.pop("Environment")) == {"SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"}
+
+
 # Fields SageMaker accepts that the schema rejects. Each entry fails loudly if the
 # deviation disappears, so the list cannot outlive its reason.
 KNOWN_DEVIATIONS = (
@@ -72,6 +120,10 @@ KNOWN_DEVIATIONS = (
     _drop_profiler_config,
     _drop_s3_distribution_type,
     _drop_environment,
+    _drop_app_managed,
+    _drop_property_files,
+    _functions_where_the_schema_takes_only_get,
+    _drop_register_model_fields,
     _unwrap_join_in_hyperparameters,
 )
 
@@ -93,7 +145,7 @@ def test_definition_matches_the_official_schema_with_listed_deviations(definitio
 
 def test_structure_is_parameterised(definition):
     params = {p["Name"]: p for p in definition["Parameters"]}
-    (step,) = definition["Steps"]
+    step = _step(definition, "Train")
     args = step["Arguments"]
     assert step["Type"] == "Training"
     assert args["AlgorithmSpecification"]["TrainingImage"] == {"Get": "Parameters.ImageUri"}
@@ -116,6 +168,7 @@ def test_structure_is_parameterised(definition):
     assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert args["OutputDataConfig"]["S3OutputPath"] == "s3://example-sagemaker-bucket/custom-framework-training/models"
     assert set(params) == {p.name for p in parameters.pipeline_parameters(CONTRACT)}
+    assert [s["Name"] for s in definition["Steps"]] == ["Train", "Evaluate", "Gate"]
     assert definition["PipelineExperimentConfig"] is None  # no experiment and trial per run
     # Nothing volatile may enter the step, or caching never hits.
     assert "sagemaker_job_name" not in hps and "TrainingJobName" not in args
@@ -138,7 +191,7 @@ def test_pycache_does_not_change_the_code_hash(tmp_path):
     assert sourcedir.read(source).archive == before
 
 
-def test_a_code_change_changes_exactly_the_submit_directory(tmp_path):
+def test_a_code_change_changes_exactly_the_code_uri_everywhere(tmp_path):
     source = tmp_path / "src"
     shutil.copytree(USER_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     before = render_source(source)
@@ -146,8 +199,59 @@ def test_a_code_change_changes_exactly_the_submit_directory(tmp_path):
         f.write("\n# a change\n")
     after = render_source(source)
     changes = diff.changes(before, after)
-    assert len(changes) == 1
-    assert changes[0].startswith("~ Steps[Train].Arguments.HyperParameters.sagemaker_submit_directory:")
+    new_uri = json.loads(_step(after, "Train")["Arguments"]["HyperParameters"]["sagemaker_submit_directory"])
+    assert [line.split(":")[0] for line in changes] == [
+        "~ Steps[Evaluate].Arguments.ProcessingInputs[0].S3Input.S3Uri",
+        "~ Steps[Gate].Arguments.IfSteps[Register-RegisterModel].Arguments.InferenceSpecification.Containers[0]"
+        ".Environment.SAGEMAKER_SUBMIT_DIRECTORY",
+        "~ Steps[Train].Arguments.HyperParameters.sagemaker_submit_directory",
+    ]
+    assert all(new_uri in line for line in changes)
+
+
+def test_evaluate_gate_register_or_fail(definition):
+    """Evaluate on the held-out channel with the same image and code, then register or fail."""
+    params = {p["Name"]: p for p in definition["Parameters"]}
+    code = json.loads(_step(definition, "Train")["Arguments"]["HyperParameters"]["sagemaker_submit_directory"])
+    evaluate = _step(definition, "Evaluate")
+    args = evaluate["Arguments"]
+    assert evaluate["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert args["AppSpecification"]["ImageUri"] == {"Get": "Parameters.ImageUri"}
+    assert args["AppSpecification"]["ContainerEntrypoint"][:3] == [
+        "python3",
+        "-m",
+        "custom_framework_training.processing",
+    ]
+    assert args["AppSpecification"]["ContainerEntrypoint"][-1] == CONTRACT.evaluation.entry_point
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in args["ProcessingInputs"]}
+    assert inputs == {
+        "code": code,
+        "model": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"},
+        "validation": {"Get": "Parameters.ValidationData"},
+    }
+    (output,) = args["ProcessingOutputConfig"]["Outputs"]
+    assert {"Get": "Steps.Train.TrainingJobName"} in output["S3Output"]["S3Uri"]["Std:Join"]["Values"]
+    gate = _step(definition, "Gate")["Arguments"]
+    (condition,) = gate["Conditions"]
+    assert condition["Type"] == "GreaterThanOrEqualTo"
+    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == CONTRACT.evaluation.metric
+    assert condition["RightValue"] == {"Get": "Parameters.MinAccuracy"}
+    assert params["MinAccuracy"] == {"Name": "MinAccuracy", "Type": "Float", "DefaultValue": 0.7}
+    register = _step(definition, "Register-RegisterModel")["Arguments"]
+    assert register["ModelPackageGroupName"] == {"Get": "Parameters.ModelPackageGroupName"}
+    assert params["ModelPackageGroupName"]["DefaultValue"] == "custom-framework-training"
+    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    assert params["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
+    (container,) = register["InferenceSpecification"]["Containers"]
+    assert container["Image"] == {"Get": "Parameters.ImageUri"}
+    assert container["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert container["Environment"] == {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": code}
+    assert "ModelQuality" in register["ModelMetrics"]
+    assert [s["Name"] for s in gate["IfSteps"]] == ["Register-RegisterModel"]
+    (fail,) = gate["ElseSteps"]
+    assert fail["Type"] == "Fail"
+    values = fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert values[1] == condition["LeftValue"] and values[-1] == {"Get": "Parameters.MinAccuracy"}
 
 
 def test_offline_definition_opens_no_socket():

@@ -90,6 +90,28 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """The held-out evaluation that gates registration: a script, its data, and the metric it must reach."""
+
+    entry_point: str  # a script in the source dir, run as a processing job on the framework image
+    channel: str  # the declared channel it evaluates on
+    metric: str  # where the value sits in the report, as a JsonGet path
+    threshold: float  # the default of the threshold parameter
+    threshold_parameter: str
+    report: str = "evaluation.json"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Where and how a model that passed the gate is registered."""
+
+    model_package_group: str | None = None  # default: the pipeline's name
+    inference_entry_point: str = "inference.py"  # the handlers module the serving container imports
+    content_types: tuple[str, ...] = ("text/csv", "application/json")
+    inference_instance_types: tuple[str, ...] = (DEFAULT_INSTANCE_TYPE,)
+
+
+@dataclass(frozen=True)
 class Contract:
     """Everything a source dir declares; the defaults stand for an undeclared source dir."""
 
@@ -101,6 +123,8 @@ class Contract:
     instance_count: int = DEFAULT_INSTANCE_COUNT
     max_runtime_seconds: int = DEFAULT_MAX_RUNTIME_SECONDS
     environment: Mapping[str, str] = field(default_factory=dict)
+    evaluation: Evaluation | None = None
+    registry: Registry = Registry()
 
     def hyperparameter(self, name: str) -> Hyperparameter | None:
         return next((hp for hp in self.hyperparameters if hp.name == name), None)
@@ -213,6 +237,53 @@ def regex_problem(regex: str) -> str | None:
     return None if groups == 1 else f"must have exactly one capture group (the value), has {groups}"
 
 
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ContractError(f"{where} must be a non-empty list of strings")
+    return tuple(_text(item, where) for item in value)
+
+
+def _evaluation(spec: Any, channels: tuple[Channel, ...], where: str) -> Evaluation:
+    table = _table(spec, where)
+    _keys(table, {"entry_point", "channel", "metric", "threshold", "threshold_parameter", "report"}, where)
+    for key in ("entry_point", "channel", "metric", "threshold"):
+        if key not in table:
+            raise ContractError(f"{where} needs {key}")
+    channel = _text(table["channel"], f"{where}.channel")
+    if channel not in {c.name for c in channels}:
+        raise ContractError(f"{where}.channel {channel!r} is not a declared channel")
+    threshold = table["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ContractError(f"{where}.threshold must be a number, got {threshold!r}")
+    metric = _text(table["metric"], f"{where}.metric")
+    default_parameter = "Min" + pascal_case(metric.removesuffix(".value").rpartition(".")[2])
+    return Evaluation(
+        entry_point=_text(table["entry_point"], f"{where}.entry_point"),
+        channel=channel,
+        metric=metric,
+        threshold=float(threshold),
+        threshold_parameter=_text(table.get("threshold_parameter", default_parameter), f"{where}.threshold_parameter"),
+        report=_text(table.get("report", "evaluation.json"), f"{where}.report"),
+    )
+
+
+def _registry(spec: Any, where: str) -> Registry:
+    table = _table(spec, where)
+    _keys(table, {"model_package_group", "inference_entry_point", "content_types", "inference_instance_types"}, where)
+    group = table.get("model_package_group")
+    return Registry(
+        model_package_group=None if group is None else _text(group, f"{where}.model_package_group"),
+        inference_entry_point=_text(
+            table.get("inference_entry_point", Registry.inference_entry_point), f"{where}.inference_entry_point"
+        ),
+        content_types=_strings(table.get("content_types", list(Registry.content_types)), f"{where}.content_types"),
+        inference_instance_types=_strings(
+            table.get("inference_instance_types", list(Registry.inference_instance_types)),
+            f"{where}.inference_instance_types",
+        ),
+    )
+
+
 def _unique(names: list[str], what: str) -> None:
     seen: set[str] = set()
     for name in names:
@@ -223,7 +294,11 @@ def _unique(names: list[str], what: str) -> None:
 
 def from_data(data: Mapping[str, Any], origin: str = CONTRACT_FILE) -> Contract:
     """A contract from parsed TOML; every problem is a :class:`ContractError` naming the key."""
-    _keys(data, {"entry_point", "hyperparameters", "channels", "metrics", "resources", "environment"}, origin)
+    _keys(
+        data,
+        {"entry_point", "hyperparameters", "channels", "metrics", "resources", "environment", "evaluation", "registry"},
+        origin,
+    )
     resources = _table(data.get("resources", {}), f"{origin}: resources")
     _keys(resources, {"instance_type", "instance_count", "max_runtime_seconds"}, f"{origin}: resources")
     environment = _table(data.get("environment", {}), f"{origin}: environment")
@@ -234,12 +309,13 @@ def from_data(data: Mapping[str, Any], origin: str = CONTRACT_FILE) -> Contract:
         raise ContractError(f"{origin}: metrics must be a list of {{ name = ..., regex = ... }} tables")
     hyperparameters = _table(data.get("hyperparameters", {}), f"{origin}: hyperparameters")
     channels = _table(data.get("channels", {}), f"{origin}: channels")
+    declared_channels = tuple(_channel(name, spec, f"{origin}: channels.{name}") for name, spec in channels.items())
     contract = Contract(
         entry_point=_text(data.get("entry_point", DEFAULT_ENTRY_POINT), f"{origin}: entry_point"),
         hyperparameters=tuple(
             _hyperparameter(name, spec, f"{origin}: hyperparameters.{name}") for name, spec in hyperparameters.items()
         ),
-        channels=tuple(_channel(name, spec, f"{origin}: channels.{name}") for name, spec in channels.items()),
+        channels=declared_channels,
         metrics=tuple(_metric(spec, f"{origin}: metrics[{i}]") for i, spec in enumerate(metrics)),
         instance_type=_text(
             resources.get("instance_type", DEFAULT_INSTANCE_TYPE), f"{origin}: resources.instance_type"
@@ -252,10 +328,16 @@ def from_data(data: Mapping[str, Any], origin: str = CONTRACT_FILE) -> Contract:
             f"{origin}: resources.max_runtime_seconds",
         ),
         environment=dict(environment),
+        evaluation=_evaluation(data["evaluation"], declared_channels, f"{origin}: evaluation")
+        if "evaluation" in data
+        else None,
+        registry=_registry(data.get("registry", {}), f"{origin}: registry"),
     )
     _unique([m.name for m in contract.metrics], f"{origin}: metric")
     _unique(
-        [hp.parameter_name for hp in contract.hyperparameters] + [c.parameter_name for c in contract.channels],
+        [hp.parameter_name for hp in contract.hyperparameters]
+        + [c.parameter_name for c in contract.channels]
+        + ([contract.evaluation.threshold_parameter] if contract.evaluation else []),
         f"{origin}: pipeline parameter",
     )
     return contract

@@ -38,6 +38,11 @@ FINGERPRINT_HELP = (
     "hash of the channels' S3 objects, so that changed data is not served a cached model;"
     " `python -m pipeline start` fills it in; from Studio, after changing data in place, enter any new value"
 )
+EVALUATION_INSTANCE_TYPE = "EvaluationInstanceType"
+MODEL_PACKAGE_GROUP = "ModelPackageGroupName"
+APPROVAL_STATUS = "ModelApprovalStatus"
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+MODEL_PACKAGE_GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", re.ASCII)
 # CreateTrainingJob's limits (botocore: ResourceConfig.InstanceCount, MaxRuntimeInSeconds >= 1);
 # the counts' upper bound is the account's quota, so this one only stops typos.
 MAX_INSTANCE_COUNT = 100
@@ -58,6 +63,15 @@ def _image_uri(value: Any) -> str | None:
     return None
 
 
+def _approval_status(value: Any) -> str | None:
+    return None if value in APPROVAL_STATUSES else f"must be one of {', '.join(APPROVAL_STATUSES)}"
+
+
+def _group_name(value: Any) -> str | None:
+    ok = MODEL_PACKAGE_GROUP_NAME.fullmatch(str(value))
+    return None if ok else "must be letters, digits and hyphens, at most 63"
+
+
 def _between(low: int, high: int) -> Callable[[Any], str | None]:
     return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
 
@@ -75,12 +89,35 @@ class Parameter:
     channel: str | None = None  # the channel this parameter's S3 prefix feeds
 
 
+def _gate_parameters(contract: Contract, model_package_group: str) -> tuple[Parameter, ...]:
+    """Evaluate, gate and register: present when the contract declares an evaluation."""
+    evaluation = contract.evaluation
+    if evaluation is None:
+        return ()
+    group = contract.registry.model_package_group or model_package_group
+    return (
+        Parameter(EVALUATION_INSTANCE_TYPE, "str", contract.instance_type, "evaluation instance type", _instance_type),
+        Parameter(
+            evaluation.threshold_parameter,
+            "float",
+            evaluation.threshold,
+            f"register the model only if {evaluation.metric} in {evaluation.report} reaches this",
+        ),
+        Parameter(MODEL_PACKAGE_GROUP, "str", group, "model package group the model is registered in", _group_name),
+        Parameter(APPROVAL_STATUS, "str", APPROVAL_STATUSES[0], "status of a newly registered model", _approval_status),
+    )
+
+
 def pipeline_parameters(
-    contract: Contract, image_uri: str = "", data_uri: Callable[[str], str] = lambda channel: ""
+    contract: Contract,
+    image_uri: str = "",
+    data_uri: Callable[[str], str] = lambda channel: "",
+    model_package_group: str = "",
 ) -> tuple[Parameter, ...]:
     """Every parameter of the pipeline, in the order Studio lists them.
 
-    ``data_uri`` gives a channel's default prefix; checking an override needs only names and types.
+    ``data_uri`` gives a channel's default prefix, ``model_package_group`` the default group
+    (the pipeline's name); checking an override needs only names and types.
     """
     return (
         Parameter(IMAGE_URI, "str", image_uri, "framework image the jobs run", _image_uri),
@@ -115,6 +152,7 @@ def pipeline_parameters(
             Parameter(hp.parameter_name, hp.type, hp.default, hp.help, hyperparameter=hp.name)
             for hp in contract.hyperparameters
         ),
+        *_gate_parameters(contract, model_package_group),
     )
 
 

@@ -26,6 +26,19 @@ SDK_DEFAULTS = {
     "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
 }
 TRAINING_STEP = "Train"
+EVALUATION_STEP = "Evaluate"
+GATE_STEP = "Gate"
+REGISTER_STEP = "Register"
+FAIL_STEP = "Fail"
+CACHE_DAYS = "P30D"
+# Where the evaluation job finds its inputs and leaves its report, inside the container.
+PROCESSING = "/opt/ml/processing"
+CODE_DIR = f"{PROCESSING}/input/code"
+MODEL_DIR = f"{PROCESSING}/model"
+REPORT_DIR = f"{PROCESSING}/evaluation"
+REPORT_OUTPUT = "evaluation"
+# The framework image's processing entry: unpacks sourcedir.tar.gz and runs the evaluation script.
+PROCESSING_MODULE = "custom_framework_training.processing"
 
 
 def quiet_sdk_logs() -> None:
@@ -72,9 +85,17 @@ def custom_framework_class() -> type:
             return self.image_uri
 
         def create_model(self, **kwargs: Any) -> Any:
-            raise NotImplementedError("this image trains only; deploy model.tar.gz with a serving image")
+            """A Model on the same image: it serves with the handlers packed in ``model.tar.gz``."""
+            return serving_model(self.image_uri, self.model_data, self.role, self.sagemaker_session, **kwargs)
 
     return CustomFramework
+
+
+def serving_model(image_uri: Any, model_data: Any, role: str, session: Any, **kwargs: Any) -> Any:
+    """The framework image serving ``model_data``; the inference code travels inside it (``code/``)."""
+    from sagemaker.model import Model
+
+    return Model(image_uri=image_uri, model_data=model_data, role=role, sagemaker_session=session, **kwargs)
 
 
 def _pipeline_variables(parameters: tuple[params.Parameter, ...]) -> dict[str, Any]:
@@ -121,7 +142,9 @@ def build_pipeline(settings: Settings, contract: Contract, code_uri: str) -> Any
     from sagemaker.workflow.steps import CacheConfig, TrainingStep
 
     session = _session(settings)
-    parameters = params.pipeline_parameters(contract, image_uri=settings.image_uri, data_uri=settings.data_uri)
+    parameters = params.pipeline_parameters(
+        contract, image_uri=settings.image_uri, data_uri=settings.data_uri, model_package_group=settings.pipeline_name
+    )
     variables = _pipeline_variables(parameters)
     estimator = custom_framework_class()(
         entry_point=contract.entry_point,
@@ -152,20 +175,112 @@ def build_pipeline(settings: Settings, contract: Contract, code_uri: str) -> Any
         for p in parameters
         if p.channel and (channel := contract.channel(p.channel))
     }
-    step = TrainingStep(
+    train = TrainingStep(
         name=TRAINING_STEP,
         step_args=estimator.fit(inputs=inputs or None),
-        cache_config=CacheConfig(enable_caching=True, expire_after="P30D"),
+        cache_config=CacheConfig(enable_caching=True, expire_after=CACHE_DAYS),
     )
+    gate = _gate_steps(settings, contract, code_uri, variables, train, session) if contract.evaluation else []
     return Pipeline(
         name=settings.pipeline_name,
         parameters=list(variables.values()),
-        steps=[step],
+        steps=[train, *gate],
         sagemaker_session=session,
         # No experiment or trial per run: the execution role need not manage them.
         pipeline_experiment_config=None,
         pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=False),
     )
+
+
+def _gate_steps(
+    settings: Settings, contract: Contract, code_uri: str, variables: dict[str, Any], train: Any, session: Any
+) -> list[Any]:
+    """Evaluate the trained model on held-out data, then register it if the metric reaches the
+    threshold, else fail naming the metric, its value and the threshold."""
+    from sagemaker.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.workflow.fail_step import FailStep
+    from sagemaker.workflow.functions import Join, JsonGet
+    from sagemaker.workflow.model_step import ModelStep
+    from sagemaker.workflow.properties import PropertyFile
+    from sagemaker.workflow.steps import CacheConfig, ProcessingStep
+
+    evaluation = contract.evaluation
+    assert evaluation is not None
+    channel = contract.channel(evaluation.channel)
+    assert channel is not None
+    data_dir = f"{PROCESSING}/input/{channel.name}"
+    model_data = train.properties.ModelArtifacts.S3ModelArtifacts
+    processor = Processor(
+        role=settings.role_arn,
+        image_uri=variables[params.IMAGE_URI],
+        instance_count=1,
+        instance_type=variables[params.EVALUATION_INSTANCE_TYPE],
+        entrypoint=["python3", "-m", PROCESSING_MODULE, f"{CODE_DIR}/sourcedir.tar.gz", evaluation.entry_point],
+        base_job_name="custom-framework-evaluate",
+        env=dict(contract.environment) or None,
+        tags=settings.aws_tags,
+        sagemaker_session=session,
+    )
+    report = PropertyFile(name="EvaluationReport", output_name=REPORT_OUTPUT, path=evaluation.report)
+    # The report goes next to its model's name: a cached training step gives a cached evaluation.
+    destination = Join(on="/", values=[f"{settings.output_path}", train.properties.TrainingJobName, "evaluation"])
+    evaluate = ProcessingStep(
+        name=EVALUATION_STEP,
+        step_args=processor.run(
+            inputs=[
+                ProcessingInput(source=code_uri, destination=CODE_DIR, input_name="code"),
+                ProcessingInput(source=model_data, destination=MODEL_DIR, input_name="model"),
+                ProcessingInput(
+                    source=variables[channel.parameter_name], destination=data_dir, input_name=channel.name
+                ),
+            ],
+            outputs=[ProcessingOutput(output_name=REPORT_OUTPUT, source=REPORT_DIR, destination=destination)],
+            arguments=["--model-dir", MODEL_DIR, "--data-dir", data_dir, "--output-dir", REPORT_DIR],
+        ),
+        property_files=[report],
+        cache_config=CacheConfig(enable_caching=True, expire_after=CACHE_DAYS),
+    )
+    value = JsonGet(step_name=EVALUATION_STEP, property_file=report, json_path=evaluation.metric)
+    threshold = variables[evaluation.threshold_parameter]
+    registry = contract.registry
+    metrics = ModelMetrics(
+        model_statistics=MetricsSource(
+            s3_uri=Join(on="/", values=[destination, evaluation.report]), content_type="application/json"
+        )
+    )
+    register = ModelStep(
+        name=REGISTER_STEP,
+        step_args=serving_model(
+            variables[params.IMAGE_URI],
+            model_data,
+            settings.role_arn,
+            session,
+            # The serving container fetches the handlers from the same content-addressed archive.
+            env={"SAGEMAKER_PROGRAM": registry.inference_entry_point, "SAGEMAKER_SUBMIT_DIRECTORY": code_uri},
+        ).register(
+            content_types=list(registry.content_types),
+            response_types=list(registry.content_types),
+            inference_instances=list(registry.inference_instance_types),
+            transform_instances=list(registry.inference_instance_types),
+            model_package_group_name=variables[params.MODEL_PACKAGE_GROUP],
+            approval_status=variables[params.APPROVAL_STATUS],
+            model_metrics=metrics,
+        ),
+    )
+    fail = FailStep(
+        name=FAIL_STEP,
+        error_message=Join(on=" ", values=[f"{evaluation.metric} =", value, "is below the threshold", threshold]),
+    )
+    gate = ConditionStep(
+        name=GATE_STEP,
+        conditions=[ConditionGreaterThanOrEqualTo(left=value, right=threshold)],
+        if_steps=[register],
+        else_steps=[fail],
+    )
+    return [evaluate, gate]
 
 
 def definition_json(settings: Settings, contract: Contract, code_uri: str) -> str:

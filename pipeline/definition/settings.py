@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.definition.parameters import ECR_IMAGE
 from pipeline.errors import SettingsError
 
+# Every check is ``fullmatch`` with ASCII classes: a trailing newline, a non-ASCII digit or
+# letter is refused, never deployed.
 ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
+IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}", re.ASCII)
+# S3 refuses these bucket names although BUCKET's characters allow them.
+BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", ".mrap")
+MAX_PIPELINE_NAME = 256  # CreatePipeline's PipelineName
 PIPELINE_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}", re.ASCII)
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d", re.ASCII)
-TAG = re.compile(r"[\w.:/=+@ -]{1,128}", re.ASCII)
+ECR_HOST_REGION = re.compile(r"\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/.*", re.ASCII)
+# Tags as AWS takes them (ASCII only here): keys 1-128, values 0-256 characters, 50 per resource,
+# and the ``aws:`` prefix reserved, which AWS refuses although its published model does not say so.
+TAG_KEY = re.compile(r"[\w.:/=+@ -]{1,128}", re.ASCII)
+TAG_VALUE = re.compile(r"[\w.:/=+@ -]{0,256}", re.ASCII)
+MAX_TAGS = 50
+RESERVED_TAG_PREFIX = "aws:"
 
 # flag destination -> (environment variable, help); the CLI builds its flags from this.
 ENVIRONMENT = {
@@ -76,65 +90,134 @@ def region_from_environment(environ: Mapping[str, str] = os.environ) -> str | No
     return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
 
 
-def _fix(field: str) -> str:
+def fix(field: str) -> str:
     """How to set a field: its flag and its environment variable."""
     return f"--{field.replace('_', '-')} or {ENVIRONMENT[field][0]}"
 
 
+def shown(value: str, limit: int = 60) -> str:
+    """``value`` quoted for a one-line message, cut short when long; newlines and non-ASCII
+    characters are escaped, so a look-alike letter shows as what it is."""
+    if len(value) <= limit:
+        return ascii(value)
+    return f"{ascii(value[:limit])}... ({len(value)} characters)"
+
+
 def _missing(field: str) -> SettingsError:
-    return SettingsError(f"missing {field.replace('_', ' ')}: set {_fix(field)}")
+    return SettingsError(f"missing {field.replace('_', ' ')}: set {fix(field)}")
+
+
+def tag_key_problems(keys: Sequence[str]) -> list[str]:
+    """What AWS refuses in a resource's tag keys although its published model allows it: the
+    reserved ``aws:`` prefix (in any case), and a key given twice."""
+    reserved = [
+        f"tag key {shown(k)} starts with {RESERVED_TAG_PREFIX!r}, which AWS reserves"
+        for k in keys
+        if k.lower().startswith(RESERVED_TAG_PREFIX)
+    ]
+    twice = [f"tag key {shown(k)} is given {n} times" for k, n in Counter(keys).items() if n > 1]
+    return reserved + twice
 
 
 def parse_tags(text: str | None) -> tuple[tuple[str, str], ...]:
-    """``"team=ml,project=x"`` as sorted pairs."""
+    """``"team=ml,project=x"`` as sorted pairs, refused whole if AWS would refuse any of it."""
     pairs = []
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+    for item in filter(None, (part.strip(" ") for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not key or not TAG.fullmatch(key) or (value and not TAG.fullmatch(value)):
-            raise SettingsError(f"malformed tag {item!r}: use --tags Key=Value,Key2=Value2 or PIPELINE_TAGS")
+        if not sep or not TAG_KEY.fullmatch(key) or not TAG_VALUE.fullmatch(value):
+            raise SettingsError(
+                f"malformed tag {shown(item)}: use Key=Value with a key of 1-128 and a value of 0-256"
+                f" ASCII letters, digits, spaces or _.:/=+-@; set {fix('tags')}"
+            )
         pairs.append((key, value))
+    problems = tag_key_problems([key for key, _ in pairs])
+    if problems:
+        raise SettingsError(f"{problems[0]}: rename or remove it in {fix('tags')}")
+    if len(pairs) > MAX_TAGS:
+        raise SettingsError(
+            f"{len(pairs)} tags: AWS allows at most {MAX_TAGS} on a pipeline; remove some from {fix('tags')}"
+        )
     return tuple(sorted(pairs))
 
 
+def image_region(image_uri: str) -> str | None:
+    """The region of an ECR image (``ACCOUNT.dkr.ecr.REGION.amazonaws.com/...``); None for another registry."""
+    match = ECR_HOST_REGION.fullmatch(image_uri)
+    return match.group(1) if match else None
+
+
+def _bucket_problem(bucket: str) -> str | None:
+    """Why S3 would refuse a bucket name that BUCKET's characters allow."""
+    if ".." in bucket or IP_ADDRESS.fullmatch(bucket):
+        return "no '..' and not an IP address"
+    if bucket.startswith(BUCKET_RESERVED_PREFIXES) or bucket.endswith(BUCKET_RESERVED_SUFFIXES):
+        return "not a name S3 reserves (xn--, sthree-, amzn-s3-demo- prefixes; -s3alias, --ol-s3 suffixes)"
+    return None
+
+
 REQUIRED = ("region", "role_arn", "bucket", "image_uri")
+CHECKS = {
+    "pipeline_name": (PIPELINE_NAME, f"letters, digits and hyphens, at most {MAX_PIPELINE_NAME}"),
+    "region": (REGION, "a region code such as eu-west-1"),
+    "role_arn": (ROLE_ARN, "arn:aws:iam::ACCOUNT:role/NAME"),
+    "bucket": (BUCKET, "a bucket name of 3-63 lowercase letters, digits, dots and hyphens, not an s3:// URI"),
+    "image_uri": (ECR_IMAGE, "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"),
+}
+
+
+def _check(field: str, value: str) -> None:
+    """Refuse a value AWS would refuse, naming the flag and variable that set it."""
+    name = field.replace("_", " ")
+    if field == "pipeline_name" and len(value) > MAX_PIPELINE_NAME:
+        raise SettingsError(
+            f"pipeline name is {len(value)} characters; SageMaker allows at most {MAX_PIPELINE_NAME}:"
+            f" set a shorter {fix(field)}"
+        )
+    pattern, expected = CHECKS[field]
+    problem = None if pattern.fullmatch(value) else expected
+    if problem is None and field == "bucket":
+        problem = _bucket_problem(value)
+    if problem:
+        raise SettingsError(f"malformed {name} {shown(value)}: expected {problem}; set {fix(field)}")
 
 
 def build_settings(
-    values: dict[str, str | None], *, offline: bool = False, fields: tuple[str, ...] | None = None
+    values: Mapping[str, str | None], *, offline: bool = False, fields: tuple[str, ...] | None = None
 ) -> Settings:
     """Validated settings from flag/env values; ``offline`` fills gaps with example values.
 
-    ``fields`` limits what is read to what a command uses (``start`` and
+    A value of None was not given; an empty string was given empty (a missing setting,
+    or no tags). ``fields`` limits what is read to what a command uses (``start`` and
     ``status`` need only the pipeline name and region): the rest stays empty and
     unchecked, so a stray variable for another command cannot fail this one.
     """
     used = ("pipeline_name", *REQUIRED, "tags") if fields is None else ("pipeline_name", *fields)
     merged = {field: values.get(field) for field in used}
+    if merged["pipeline_name"] == "":
+        raise SettingsError(f"empty pipeline name: set {fix('pipeline_name')}, or leave both unset for the default")
     merged["pipeline_name"] = merged["pipeline_name"] or DEFAULT_PIPELINE_NAME
     if offline:
-        for field, example in OFFLINE_EXAMPLES.items():
+        image = merged.get("image_uri")
+        examples = {**OFFLINE_EXAMPLES, "region": (image and image_region(image)) or DEFAULT_REGION}
+        for field, example in examples.items():
             merged[field] = merged.get(field) or example
     for field in REQUIRED:
         if field in used and not merged.get(field):
             raise _missing(field)
-    checks = {
-        "pipeline_name": (PIPELINE_NAME, "letters, digits and hyphens, at most 256"),
-        "region": (REGION, "a region code such as eu-west-1"),
-        "role_arn": (ROLE_ARN, "arn:aws:iam::ACCOUNT:role/NAME"),
-        "bucket": (BUCKET, "a bucket name, not an s3:// URI"),
-        "image_uri": (ECR_IMAGE, "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"),
-    }
-    for field, (pattern, expected) in checks.items():
-        value = str(merged.get(field) or "")
-        if value and not pattern.fullmatch(value):
-            raise SettingsError(
-                f"malformed {field.replace('_', ' ')} {value!r}: expected {expected}; set {_fix(field)}"
-            )
+    for field in CHECKS:
+        if merged.get(field):
+            _check(field, str(merged[field]))
+    region, image = str(merged.get("region") or ""), str(merged.get("image_uri") or "")
+    if region and image and image_region(image) not in (None, region):
+        raise SettingsError(
+            f"image uri {shown(image)} is in {image_region(image)}, the pipeline in {region}: SageMaker pulls"
+            f" images only from its own region; push the image to {region}, or set {fix('region')} to match"
+        )
     return Settings(
         pipeline_name=str(merged["pipeline_name"]),
-        region=str(merged.get("region") or ""),
+        region=region,
         role_arn=str(merged.get("role_arn") or ""),
         bucket=str(merged.get("bucket") or ""),
-        image_uri=str(merged.get("image_uri") or ""),
+        image_uri=image,
         tags=parse_tags(merged.get("tags")),
     )

@@ -1,0 +1,77 @@
+"""A cache of the SDK's output for the local commands: after a code-only edit, no SDK import.
+
+The definition depends on the code only through one string, the content-addressed code
+URI. So the SDK renders once per key: the settings, the contract, the definition
+package's own source, and the SDK and Python versions. The cached text holds a
+placeholder where the code URI goes; each render fills in the archive's own URI.
+Entries are written atomically (safe when commands run at once) and the cache keeps
+the newest :data:`MAX_ENTRIES`. ``upsert`` never reads it: it deploys a fresh render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline.definition import sourcedir
+from pipeline.definition.render import Rendered, render
+from pipeline.definition.settings import Settings
+from pipeline.definition.sourcedir import Source
+
+MAX_ENTRIES = 32
+PLACEHOLDER = "s3://render-cache-placeholder/code/0000000000000000/sourcedir.tar.gz"
+DEFINITION_PACKAGE = Path(__file__).resolve().parent / "definition"
+
+
+def cache_dir() -> Path:
+    """Under ``XDG_CACHE_HOME`` (default ``~/.cache``), never inside the project."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "sagemaker-custom-framework-pipeline" / "render"
+
+
+def key(settings: Settings, source: Source) -> str:
+    """Everything the SDK's output depends on, except the code archive."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(dataclasses.asdict(settings), sort_keys=True, default=str).encode())
+    digest.update(repr(source.contract).encode())
+    for path in sorted(DEFINITION_PACKAGE.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(importlib.metadata.version("sagemaker").encode() + sys.version.encode())
+    return digest.hexdigest()[:32]
+
+
+def _store(path: Path, text: str) -> None:
+    """Write atomically, then drop the oldest entries beyond the bound."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as out:
+        out.write(text)
+    os.replace(out.name, path)
+    entries = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[MAX_ENTRIES:]:
+        with contextlib.suppress(FileNotFoundError):  # another process may have dropped it
+            old.unlink()
+
+
+def cached_render(settings: Settings, source: Source, use_cache: bool = True) -> Rendered:
+    """:func:`render`, from the cache when an entry matches; a miss renders and stores."""
+    if not use_cache:
+        return render(settings, source)
+    code_uri = sourcedir.s3_uri(settings.code_prefix, source.archive)
+    entry = cache_dir() / f"{key(settings, source)}.json"
+    try:
+        template = entry.read_text()
+    except (FileNotFoundError, OSError):
+        template = None
+    if template is None:
+        fresh = render(settings, source)
+        template = fresh.definition.replace(fresh.code_uri, PLACEHOLDER)
+        with contextlib.suppress(OSError):  # a read-only or full cache only costs speed
+            _store(entry, template)
+    return Rendered(template.replace(PLACEHOLDER, code_uri), code_uri, source.archive)
