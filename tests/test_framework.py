@@ -8,7 +8,9 @@ import pytest
 from support import make_job
 
 from custom_framework_training import distributed, summary, threads
-from pipeline import job_config, local_job, sample_data
+from pipeline.definition import sample_data
+from pipeline.local import job as local_job
+from pipeline.local import job_config
 
 
 def test_rendezvous_for_multi_host_jobs_only():
@@ -46,7 +48,7 @@ def test_secrets_never_reach_the_framework_or_toolkit_log(tmp_path, monkeypatch)
     job = make_job(
         tmp_path, channels, hyperparameters=job_config.encode_hyperparameters({"db-password": secret, "lr": 0.1})
     )
-    result = local_job.run(job, tmp_path / "job", sink=io.StringIO())
+    result = local_job.run_job(job, tmp_path / "job", sink=io.StringIO())
     assert result.succeeded, result.failure_reason
     log = result.logs["algo-1"].read_text()
     framework_lines = [line for line in log.splitlines() if not line.startswith("PROBE ")]

@@ -1,0 +1,148 @@
+"""The framework image as SageMaker hosts it: ``<image> serve`` with the model at ``/opt/ml/model``
+(``model.joblib``, ``features.json`` and ``code/inference.py``, as in a model.tar.gz packed with its
+code), answering real HTTP on a port published to 127.0.0.1.
+
+Slow (builds the image with framework_image/build-local.sh), so marked ``container``:
+``pytest -m container`` runs it. The engine and image fixtures follow tests/test_container.py.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import resource
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from test_serving import ROW, free_port, train_sample_model
+
+pytestmark = pytest.mark.container
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = ROOT / "framework_image" / "build-local.sh"
+BUILD_TIMEOUT = 1800
+START_TIMEOUT = 180
+RUN_TIMEOUT = 300
+
+
+def _engine() -> str | None:
+    """The engine build-local.sh picks: docker if a Docker engine answers, else podman."""
+    if os.environ.get("ENGINE"):
+        return os.environ["ENGINE"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+        if probe.returncode == 0:
+            return "docker"
+    return "podman" if shutil.which("podman") or os.environ.get("CI") else None
+
+
+def _hard_limit(which: int, cap: int) -> int:
+    hard = resource.getrlimit(which)[1]
+    return cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+
+
+def _run_flags(engine: str) -> list[str]:
+    """podman here needs runc (crun refuses the hybrid cgroups) and ulimits within the host's hard limits."""
+    if engine != "podman":
+        return []
+    nofile = _hard_limit(resource.RLIMIT_NOFILE, 1_048_576)
+    nproc = _hard_limit(resource.RLIMIT_NPROC, 32768)
+    return ["--runtime", "runc", "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+
+
+@pytest.fixture(scope="module")
+def engine() -> str:
+    found = _engine()
+    if found is None:
+        pytest.skip("neither podman nor a Docker engine here (CI installs podman)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def image(engine: str) -> str:
+    """Built once per module (``CONTAINER_IMAGE`` names one built elsewhere); a failing build fails the tests."""
+    if os.environ.get("CONTAINER_IMAGE"):
+        return os.environ["CONTAINER_IMAGE"]
+    build = subprocess.run(
+        [str(BUILD_SCRIPT)],
+        env={**os.environ, "ENGINE": engine},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    if build.returncode != 0:
+        pytest.fail(f"build-local.sh exited {build.returncode}:\n{build.stderr[-4000:]}", pytrace=False)
+    return build.stdout.strip().splitlines()[-1]
+
+
+def _remove(engine: str, name: str) -> None:
+    subprocess.run([engine, "rm", "--force", name], capture_output=True, timeout=60, check=False)
+
+
+def _post_csv(port: int, body: str) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", "/invocations", body, {"Content-Type": "text/csv", "Accept": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def _ping(port: int) -> int | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/ping")
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+def test_serves_the_model_over_http(engine, image, tmp_path):
+    model_dir = train_sample_model(tmp_path)  # model.joblib, features.json, code/inference.py
+    port = free_port()
+    name = f"test-serve-{uuid.uuid4().hex[:12]}"
+    log = tmp_path / "container.log"
+    command = [engine, "run", "--rm", "--name", name, *_run_flags(engine)]
+    command += ["--publish", f"127.0.0.1:{port}:8080", "--volume", f"{model_dir}:/opt/ml/model:ro", image, "serve"]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while _ping(port) != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"serve did not answer /ping (exit {process.poll()}):\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+        rows = f"{ROW}\n1,1,1,1,1,1,1,1\n"
+        status, content_type, answer = _post_csv(port, rows)
+        assert (status, content_type) == (200, "application/json"), answer
+        expected = joblib.load(model_dir / "model.joblib").predict(
+            np.array([[float(v) for v in line.split(",")] for line in rows.split()])
+        )
+        assert json.loads(answer) == {"predictions": expected.astype(int).tolist()}
+    finally:
+        _remove(engine, name)
+        process.wait(timeout=60)
+    assert "/opt/ml/model/code/inference.py" in log.read_text()
+
+
+def test_serve_without_a_model_exits_with_one_line(engine, image):
+    name = f"test-serve-{uuid.uuid4().hex[:12]}"
+    command = [engine, "run", "--rm", "--name", name, "--network", "none", *_run_flags(engine), image, "serve"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    finally:
+        _remove(engine, name)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "serve: error: model directory /opt/ml/model does not exist"
+    assert "Traceback" not in result.stderr
