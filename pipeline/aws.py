@@ -12,22 +12,44 @@ from typing import Any
 from pipeline.definition.settings import region_from_environment
 from pipeline.errors import AwsError
 
+# An endpoint that never answers costs at most ATTEMPTS * (timeout + backoff), about 11 s,
+# not botocore's default of minutes. AWS answers these calls within a second or two.
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 5
+ATTEMPTS = 2
+
 
 def client(service: str, region: str | None = None) -> Any:
     """A boto3 client that fails fast instead of retrying for minutes."""
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+        retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
+    )
     return boto3.client(service, region_name=region or region_from_environment(), config=config)
 
 
 def describe_error(error: Exception) -> str:
     """One line for a boto3/botocore exception, naming the likely fix."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
 
+    if isinstance(error, ReadTimeoutError):
+        endpoint = _endpoint(error.kwargs.get("endpoint_url"))
+        return (
+            f"the AWS endpoint {endpoint} did not answer within {READ_TIMEOUT_SECONDS} s ({ATTEMPTS} attempts):"
+            " check AWS_ENDPOINT_URL, the region and the network"
+        )
     if isinstance(error, EndpointConnectionError):
-        endpoint = error.kwargs.get("endpoint_url")
+        endpoint = _endpoint(error.kwargs.get("endpoint_url"))
         return f"cannot reach the AWS endpoint {endpoint}: check AWS_ENDPOINT_URL, the region and the network"
     if isinstance(error, NoCredentialsError):
         return "no AWS credentials: configure a profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a role"
@@ -39,6 +61,16 @@ def describe_error(error: Exception) -> str:
     if isinstance(error, AwsError):
         return str(error)
     return f"AWS call failed: {error}"
+
+
+def _endpoint(url: str | None) -> str | None:
+    """The endpoint of a request URL (``scheme://host:port``): its path and query are noise here."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
 
 def aws_errors() -> tuple[type[Exception], ...]:

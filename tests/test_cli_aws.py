@@ -45,7 +45,7 @@ def test_upsert_creates_then_is_a_no_op(aws_env):
     assert again["LastModifiedTime"] == described["LastModifiedTime"]
 
 
-def test_code_change_updates_only_the_submit_directory(aws_env, tmp_path):
+def test_code_change_updates_only_the_code_uri(aws_env, tmp_path):
     assert run_cli("upsert").returncode == 0
     source = tmp_path / "src"
     shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
@@ -53,9 +53,10 @@ def test_code_change_updates_only_the_submit_directory(aws_env, tmp_path):
     done = run_cli("upsert", "--source-dir", str(source))
     assert done.returncode == 0, done.stderr
     changed = [line.strip() for line in done.stdout.splitlines() if line.startswith("  ")]
-    assert len(changed) == 1
-    assert changed[0].startswith("~ Steps[Train].Arguments.HyperParameters.sagemaker_submit_directory")
-    assert sum(line.startswith("uploaded") for line in done.stdout.splitlines()) == 1
+    (uploaded,) = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("uploaded")]
+    # Train's submit directory, Evaluate's code input and the registered model's code: one URI.
+    assert len(changed) == 3 and all(line.startswith("~ Steps[") and uploaded in line for line in changed)
+    assert any(".HyperParameters.sagemaker_submit_directory" in line for line in changed)
 
 
 def test_diff_is_right_both_ways(aws_env):

@@ -11,13 +11,14 @@ from pipeline.deploy.state import Deployed
 
 SETTINGS = build_settings({"tags": "team=ml"}, offline=True)
 DEFINITION = json.dumps({"Version": "2020-12-01", "Steps": [{"Name": "Train", "Arguments": {"A": 1}}]})
+ARN = "arn:aws:sagemaker:us-east-1:111122223333:pipeline/custom-framework-training"  # as AWS would take it
 RENDERED = Rendered(DEFINITION, "s3://example-sagemaker-bucket/p/code/abc/sourcedir.tar.gz", b"archive")
 
 
 def deployed(definition: str | None, tags: dict[str, str] | None = None, code: bool = True) -> Deployed:
     pipeline = None
     if definition is not None:
-        pipeline = {"PipelineArn": "arn:p", "PipelineDefinition": definition, "LastModifiedTime": 1}
+        pipeline = {"PipelineArn": ARN, "PipelineDefinition": definition, "LastModifiedTime": 1}
     return Deployed(pipeline, tags or {}, code, frozenset())
 
 

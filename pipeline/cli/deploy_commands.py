@@ -11,7 +11,7 @@ from pipeline.cli import common
 from pipeline.definition import parameters as params
 from pipeline.definition.contract import Contract
 from pipeline.definition.render import Rendered, render
-from pipeline.definition.settings import Settings
+from pipeline.definition.settings import Settings, image_region
 from pipeline.errors import ExitStatus, SettingsError
 
 RUN_SETTINGS = ("pipeline_name", "region")  # enough to reach a deployed pipeline
@@ -19,11 +19,13 @@ RUN_SETTINGS = ("pipeline_name", "region")  # enough to reach a deployed pipelin
 
 def cmd_definition(args: argparse.Namespace) -> int:
     from pipeline import aws
+    from pipeline.deploy import validate
 
     if args.offline:
         common.no_aws()
     settings = common.settings(args, offline=args.offline)
     rendered = render(settings, common.source(args))
+    validate.check_steps(json.loads(rendered.definition), {}, settings.pipeline_name)  # before the upload
     if not args.offline:
         aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
     print(rendered.definition)
@@ -109,18 +111,31 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def _image_in_region(overrides: dict[str, Any], region: str) -> None:
+    """SageMaker pulls images only from its own region: refuse an ImageUri override from another."""
+    image = overrides.get(params.IMAGE_URI)
+    if image and image_region(image) not in (None, region):
+        raise SettingsError(
+            f"parameter {params.IMAGE_URI} is an image in {image_region(image)}, the pipeline runs in {region}:"
+            f" push the image to {region} and pass that URI"
+        )
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from pipeline import aws
-    from pipeline.deploy import executions, fingerprint, state
+    from pipeline.deploy import executions, fingerprint, state, validate
 
-    declared = params.pipeline_parameters(common.source(args).contract)
+    declared = params.pipeline_parameters(common.training_contract(args))
     overrides = params.parse_overrides(args.param, declared)  # before any AWS call
     settings = common.settings(args, fields=RUN_SETTINGS)
+    _image_in_region(overrides, settings.region)
     sm = aws.client("sagemaker", settings.region)
     deployed = state.deployed_pipeline(sm, settings.pipeline_name)
     if deployed is None:
         raise SettingsError(f"pipeline {settings.pipeline_name} is not deployed: run upsert first")
-    defaults = {p["Name"]: p.get("DefaultValue") for p in json.loads(deployed["PipelineDefinition"])["Parameters"]}
+    definition = json.loads(deployed["PipelineDefinition"])
+    validate.check_steps(definition, overrides, settings.pipeline_name, "fix the --param values")
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
     if params.DATA_FINGERPRINT in defaults and params.DATA_FINGERPRINT not in overrides:
         prefixes = [overrides.get(p.name, defaults.get(p.name)) for p in declared if p.channel]
         s3 = aws.client("s3", settings.region)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from pipeline.definition.parameters import ECR_IMAGE
@@ -95,28 +94,26 @@ def fix(field: str) -> str:
     return f"--{field.replace('_', '-')} or {ENVIRONMENT[field][0]}"
 
 
-def shown(value: str, limit: int = 60) -> str:
-    """``value`` quoted for a one-line message, cut short when long; newlines and non-ASCII
-    characters are escaped, so a look-alike letter shows as what it is."""
+def shown(value: str, limit: int = 100) -> str:
+    """``value`` quoted for a one-line message, newlines and non-ASCII characters escaped (a
+    look-alike letter shows as what it is); a long one keeps its start and its end."""
     if len(value) <= limit:
         return ascii(value)
-    return f"{ascii(value[:limit])}... ({len(value)} characters)"
+    return f"{value[: limit - 20]!a}...{value[-20:]!a} ({len(value)} characters)"
 
 
 def _missing(field: str) -> SettingsError:
     return SettingsError(f"missing {field.replace('_', ' ')}: set {fix(field)}")
 
 
-def tag_key_problems(keys: Sequence[str]) -> list[str]:
-    """What AWS refuses in a resource's tag keys although its published model allows it: the
-    reserved ``aws:`` prefix (in any case), and a key given twice."""
-    reserved = [
-        f"tag key {shown(k)} starts with {RESERVED_TAG_PREFIX!r}, which AWS reserves"
-        for k in keys
-        if k.lower().startswith(RESERVED_TAG_PREFIX)
-    ]
-    twice = [f"tag key {shown(k)} is given {n} times" for k, n in Counter(keys).items() if n > 1]
-    return reserved + twice
+def tag_key_problem(key: str, earlier: Collection[str]) -> str | None:
+    """What AWS refuses in a tag key although its published model allows it: the reserved
+    ``aws:`` prefix (in any case), or a key already given (``earlier``)."""
+    if key.lower().startswith(RESERVED_TAG_PREFIX):
+        return f"starts with {RESERVED_TAG_PREFIX!r}, which AWS reserves"
+    if key in earlier:
+        return "is given twice"
+    return None
 
 
 def parse_tags(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -129,10 +126,10 @@ def parse_tags(text: str | None) -> tuple[tuple[str, str], ...]:
                 f"malformed tag {shown(item)}: use Key=Value with a key of 1-128 and a value of 0-256"
                 f" ASCII letters, digits, spaces or _.:/=+-@; set {fix('tags')}"
             )
+        problem = tag_key_problem(key, {k for k, _ in pairs})
+        if problem:
+            raise SettingsError(f"tag key {shown(key)} {problem}: rename or remove it in {fix('tags')}")
         pairs.append((key, value))
-    problems = tag_key_problems([key for key, _ in pairs])
-    if problems:
-        raise SettingsError(f"{problems[0]}: rename or remove it in {fix('tags')}")
     if len(pairs) > MAX_TAGS:
         raise SettingsError(
             f"{len(pairs)} tags: AWS allows at most {MAX_TAGS} on a pipeline; remove some from {fix('tags')}"
@@ -210,8 +207,9 @@ def build_settings(
     region, image = str(merged.get("region") or ""), str(merged.get("image_uri") or "")
     if region and image and image_region(image) not in (None, region):
         raise SettingsError(
-            f"image uri {shown(image)} is in {image_region(image)}, the pipeline in {region}: SageMaker pulls"
-            f" images only from its own region; push the image to {region}, or set {fix('region')} to match"
+            f"image uri's registry {image.split('/')[0]} is in {image_region(image)}, the pipeline in {region}:"
+            f" SageMaker pulls images only from its own region; push the image to {region},"
+            f" or set {fix('region')} to match"
         )
     return Settings(
         pipeline_name=str(merged["pipeline_name"]),

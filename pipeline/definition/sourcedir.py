@@ -1,6 +1,6 @@
 """Pack the user's code as ``sourcedir.tar.gz``, byte-for-byte reproducibly.
 
-The pipeline and the local runner both use :func:`pack`, so what runs locally is
+The pipeline and the local runner both use :func:`read`, so what runs locally is
 what SageMaker downloads. The S3 key is the archive's hash: unchanged code keeps
 the same key, the definition stays byte-identical, and step caching hits.
 
@@ -36,7 +36,7 @@ IGNORE_FILE = ".sagemakerignore"
 DEFAULT_IGNORE = (
     ".env*",
     *(".git", ".hg", ".svn", ".bzr"),
-    *("*.swp", "*.swo", "*~", ".#*", "#*#"),
+    *("*.swp", "*.swo", "*~", ".#*", r"\#*#"),  # "\#": a leading "#" starts a comment
     *(".DS_Store", "._*", "Thumbs.db", "desktop.ini"),
     *("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".ipynb_checkpoints/", "*.pyc", "*.pyo"),
     IGNORE_FILE,  # how to pack, not code

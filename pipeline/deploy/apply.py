@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import aws
 from pipeline.deploy.plan import Plan
 from pipeline.deploy.state import deployed_pipeline
 from pipeline.errors import AwsError
@@ -23,15 +22,12 @@ def _unchanged_since_plan(sm: Any, plan: Plan) -> None:
 
 
 def apply(plan: Plan, sm: Any, s3: Any) -> None:
-    """Make every write of ``plan``: uploads first (the definition points at them), then the pipeline."""
+    """Make every write of ``plan``, which :func:`plan.make` checked whole: uploads first (the
+    definition points at them), then the pipeline's calls."""
+    from botocore import xform_name
+
     _unchanged_since_plan(sm, plan)
     for upload in plan.uploads:
-        bucket, key = aws.split_s3_uri(upload.uri)
-        s3.put_object(Bucket=bucket, Key=key, Body=upload.body)
-    if plan.create:
-        sm.create_pipeline(**plan.request)
-        return
-    if plan.request:
-        sm.update_pipeline(**plan.request)
-    if plan.tags:
-        sm.add_tags(ResourceArn=plan.deployed_arn, Tags=list(plan.tags))
+        s3.put_object(**upload.request())
+    for operation, request in plan.calls():
+        getattr(sm, xform_name(operation))(**request)

@@ -6,13 +6,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.deploy import validate
+
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 
 def start(sm: Any, pipeline_name: str, parameters: list[dict[str, str]]) -> str:
-    """Start a run with the given ``PipelineParameters``; returns the execution ARN."""
-    response = sm.start_pipeline_execution(PipelineName=pipeline_name, PipelineParameters=parameters)
-    return response["PipelineExecutionArn"]
+    """Start a run with the given ``PipelineParameters``, checked first; returns the execution ARN."""
+    request = {"PipelineName": pipeline_name, "PipelineParameters": parameters}
+    validate.check("StartPipelineExecution", request)
+    return sm.start_pipeline_execution(**request)["PipelineExecutionArn"]
 
 
 def steps(sm: Any, execution_arn: str) -> dict[str, str]:
@@ -55,7 +58,6 @@ def wait(
 
 def recent(sm: Any, pipeline_name: str, limit: int) -> list[dict[str, Any]]:
     """The newest executions first."""
-    response = sm.list_pipeline_executions(
-        PipelineName=pipeline_name, SortBy="CreationTime", SortOrder="Descending", MaxResults=limit
-    )
-    return response.get("PipelineExecutionSummaries", [])[:limit]
+    request = {"PipelineName": pipeline_name, "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": limit}
+    validate.check("ListPipelineExecutions", request)
+    return sm.list_pipeline_executions(**request).get("PipelineExecutionSummaries", [])[:limit]
