@@ -1,0 +1,121 @@
+"""The SageMaker SDK's own local mode (the framework image, through docker-compose) against the plain script.
+
+Every row trains ``user_src/train.py`` on the sample data. ``train-local`` (the project's job
+without a container) is measured in the same run, so the three compare directly. The engine is
+podman's Docker API service, started once before timing, as a Docker daemon would already be
+running; ``DOCKER_HOST=unix://...`` uses a running engine instead. SDK local mode is timed in a
+fresh process (``tests/sdk_local.py``, which imports the SDK, as a user's script does) and in this
+process (SDK already imported), both calling ``fit()`` with its default ``logs``: with
+``logs="None"`` local mode polls the finished job after a fixed 5 s sleep. Every sample is
+printed too, since container starts on a shared 2-core machine vary more than the medians show.
+Run: ``.venv/bin/python benchmarks/sdk_local_mode.py [runs]`` (``CONTAINER_IMAGE=<ref>`` skips
+``framework_image/build-local.sh``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from itertools import count
+from pathlib import Path
+
+from timing import PYTHON, ROOT, interleaved, report, script_environment, wall_time
+
+sys.path.insert(0, str(ROOT / "tests"))
+import sdk_local  # the tests' SDK local mode helper
+
+BASELINE = "python user_src/train.py (baseline)"
+
+
+def _image() -> str:
+    """``CONTAINER_IMAGE``, else what build-local.sh builds (cached when nothing changed)."""
+    if os.environ.get("CONTAINER_IMAGE"):
+        return os.environ["CONTAINER_IMAGE"]
+    build = subprocess.run(
+        [str(ROOT / "framework_image" / "build-local.sh")],
+        env={**os.environ, "ENGINE": os.environ.get("ENGINE", "podman")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    return build.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def _docker_host() -> Iterator[str]:
+    if os.environ.get("DOCKER_HOST"):
+        yield os.environ["DOCKER_HOST"]
+    else:
+        with sdk_local.podman_docker_api() as host:
+            yield host
+
+
+def _recorded(samples: list[float], timed: Callable[[], float]) -> Callable[[], float]:
+    """``timed``, keeping every sample, for the spread the medians hide."""
+
+    def run() -> float:
+        samples.append(timed())
+        return samples[-1]
+
+    return run
+
+
+def main(runs: int) -> None:
+    for name in ("sagemaker", "sagemaker.config"):  # the compose file and config notes, once per job
+        logging.getLogger(name).setLevel(logging.WARNING)
+    image = _image()
+    with _docker_host() as docker_host, tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        data = sdk_local.write_sample_data(tmp / "data")
+        plain_env = script_environment(data, tmp)
+        train_local = [PYTHON, "-m", "pipeline", "train-local", "--train", str(data["train"])]
+        train_local += ["--validation", str(data["validation"]), "--output-dir", str(tmp / "jobs")]
+        numbers = count()
+
+        def fresh_process() -> float:
+            command = [PYTHON, str(ROOT / "tests" / "sdk_local.py"), "--image", image, "--docker-host", docker_host]
+            command += ["--source-dir", str(ROOT / "user_src"), "--work-dir", str(tmp / f"cold-{next(numbers)}")]
+            command += [f"--channel={name}={path}" for name, path in data.items()]
+            return wall_time(command)
+
+        def in_process() -> float:
+            start = time.perf_counter()
+            result = sdk_local.run_training(
+                image,
+                ROOT / "user_src",
+                hyperparameters={},
+                channels=data,
+                docker_host=docker_host,
+                work_dir=tmp / f"warm-{next(numbers)}",
+            )
+            seconds = time.perf_counter() - start
+            if not result.succeeded:  # as wall_time does for a failing command
+                raise RuntimeError(f"SDK local mode failed: {result.error}\n{result.log[-2000:]}")
+            return seconds
+
+        samples: dict[str, list[float]] = {}
+        commands = {
+            BASELINE: lambda: wall_time([PYTHON, str(ROOT / "user_src" / "train.py")], plain_env),
+            "python -m pipeline train-local": lambda: wall_time(train_local),
+            "SDK local mode, fresh process": fresh_process,
+            "SDK local mode, SDK already imported": in_process,
+        }
+        medians = interleaved({name: _recorded(samples.setdefault(name, []), t) for name, t in commands.items()}, runs)
+    report("SDK local mode (framework image, podman) vs the plain script", medians, BASELINE, runs)
+    print()
+    for name, values in samples.items():
+        kept = sorted(values[-runs:])  # the first call of each was the warm-up
+        print(f"{name}: min {kept[0]:.2f} s, max {kept[-1]:.2f} s, all {', '.join(f'{v:.2f}' for v in kept)}")
+    sdk, local = medians["SDK local mode, fresh process"], medians["python -m pipeline train-local"]
+    print(f"\nSDK local mode / train-local: {sdk / local:.2f}x ({sdk - local:.2f} s more per job)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
