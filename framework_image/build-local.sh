@@ -2,13 +2,14 @@
 # Build the framework image (framework_image/Dockerfile) on this machine and print its
 # reference on the last line of stdout; every other output goes to stderr.
 #
-# Tag: ${IMAGE_NAME}:${IMAGE_TAG}, by default custom-framework:<full commit SHA of HEAD>,
-# the tag the deploy workflow pushes to ECR; "-dirty" is appended when framework_image/
-# (the build context) has uncommitted or untracked changes.
+# Tag: ${IMAGE_NAME}:${IMAGE_TAG}, by default custom-framework:<image-tag.sh>, a hash of the
+# content of framework_image/ (its git tree hash, "-dirty" when it has uncommitted changes): the
+# tag the deploy (.github/scripts/deploy.sh) pushes, computed by the same script.
+# The build context is exactly the files that hash covers (see "context" below).
 #
 # Environment overrides:
 #   IMAGE_NAME  image name without tag (default: custom-framework)
-#   IMAGE_TAG   tag (default: the commit SHA as above)
+#   IMAGE_TAG   tag (default: framework_image/image-tag.sh)
 #   BASE_IMAGE  the Dockerfile's BASE_IMAGE (default: under docker, the Dockerfile's
 #               python:3.12.15-slim-bookworm; under podman, a local Debian bookworm + python3 image)
 #   ENGINE      docker or podman (default: docker if a Docker engine answers, else podman)
@@ -17,15 +18,30 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 IMAGE_NAME="${IMAGE_NAME:-custom-framework}"
 if [[ -z "${IMAGE_TAG:-}" ]]; then
-    if ! IMAGE_TAG="$(git -C "$here" rev-parse HEAD 2>/dev/null)"; then
-        echo "build-local.sh: not a git checkout; set IMAGE_TAG" >&2
-        exit 1
-    fi
-    if [[ -n "$(git -C "$here" status --porcelain -- .)" ]]; then
-        IMAGE_TAG="${IMAGE_TAG}-dirty"
-    fi
+    IMAGE_TAG="$("$here/image-tag.sh")"
 fi
 image="${IMAGE_NAME}:${IMAGE_TAG}"
+
+work="$(mktemp -d /var/tmp/build-local.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+
+# The context: what git tracks or would track under framework_image/, as on disk, so ignored
+# files (__pycache__, *.egg-info left by an editable install) never reach the image and the
+# image holds the content its tag hashes. Timestamps are kept, so the layer cache still hits.
+# Outside a git checkout (IMAGE_TAG given), the folder itself.
+context="$here"
+if git -C "$here" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then
+    context="$work/context"
+    mkdir "$context"
+    (
+        cd "$here"
+        git ls-files -z --cached --others --exclude-standard -- . |
+            while IFS= read -r -d '' path; do
+                if [[ -e "$path" || -L "$path" ]]; then printf '%s\0' "$path"; fi
+            done |
+            xargs -0 --no-run-if-empty cp --preserve=mode,timestamps --no-dereference --parents --target-directory="$context"
+    )
+fi
 
 if [[ -z "${ENGINE:-}" ]]; then
     ENGINE=podman
@@ -35,7 +51,10 @@ if [[ -z "${ENGINE:-}" ]]; then
 fi
 
 if [[ "$ENGINE" == docker ]]; then
-    docker build ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} --tag "$image" "$here" >&2
+    # No attestation manifests (buildx adds provenance by default in some set-ups): SageMaker
+    # needs a plain image manifest.
+    BUILDX_NO_DEFAULT_ATTESTATIONS=1 \
+        docker build ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} --tag "$image" "$context" >&2
     echo "$image"
     exit 0
 fi
@@ -66,9 +85,6 @@ nproc="$(ulimit -Hu)"
 [[ "$nproc" == unlimited || "$nproc" -gt 32768 ]] && nproc=32768
 ulimits=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
 # Storage: podman's default driver (overlay; podman info shows native overlay on ext4 here).
-
-work="$(mktemp -d /var/tmp/build-local.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 
 if [[ -z "${BASE_IMAGE:-}" ]]; then
     # No registry is reachable, so the base is made here: Debian bookworm minbase + python3 +
@@ -112,6 +128,7 @@ if [[ -f "$ca_bundle" ]]; then
     volumes=(--volume "$ca_bundle:$ca_bundle:ro" --volume "$work/pip.conf:/etc/pip.conf:ro")
 fi
 
-podman build "${runtime[@]}" "${ulimits[@]}" "${volumes[@]}" \
-    --build-arg "BASE_IMAGE=$BASE_IMAGE" --tag "$image" "$here" >&2
+# --format docker: the manifest type docker pushes, so a push from here looks like the deploy's.
+podman build "${runtime[@]}" "${ulimits[@]}" "${volumes[@]}" --format docker \
+    --build-arg "BASE_IMAGE=$BASE_IMAGE" --tag "$image" "$context" >&2
 echo "$image"

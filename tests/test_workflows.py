@@ -1,7 +1,9 @@
-"""The GitHub workflows and the IAM policies: schema-valid, zizmor-clean, pinned, least privilege,
-and running exactly the commands the README documents.
+"""The GitHub workflows, Dependabot and the IAM policies: schema-valid, zizmor-clean, pinned to
+node24 releases, least privilege, and running exactly the commands the README documents.
 
 Offline and fast: the real check-jsonschema and zizmor from this venv, PyYAML and json for the rest.
+What the deploy script does is rehearsed for real in tests/test_deploy_rehearsal.py; who may assume
+the roles is evaluated in tests/test_deploy_roles.py.
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"
 AWS = ROOT / ".github" / "aws"
+DEPENDABOT = ROOT / ".github" / "dependabot.yml"
+DEPLOY_SCRIPT = ROOT / ".github" / "scripts" / "deploy.sh"
 BIN = Path(sys.executable).parent
 
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^# v\d+\.\d+\.\d+$")
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)\s*(?P<comment>#.*)?$")
-TAG_EXPRESSION = "${{ github.sha }}"
+# The first release of each action that runs on node24 (read from each action's action.yml at its tags).
+FIRST_NODE24_RELEASE = {
+    "actions/checkout": (5, 0, 0),
+    "actions/setup-python": (6, 0, 0),
+    "aws-actions/configure-aws-credentials": (6, 0, 0),
+    "aws-actions/amazon-ecr-login": (2, 0, 2),
+}
 
 
 def tool(name: str) -> str:
@@ -92,6 +102,24 @@ def test_workflows_validate_against_the_github_workflow_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_dependabot_config_validates_and_covers_actions_the_base_image_and_pip() -> None:
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(DEPENDABOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    updates = yaml.safe_load(DEPENDABOT.read_text())["updates"]
+    covered = {(u["package-ecosystem"], d) for u in updates for d in u.get("directories", [u.get("directory")])}
+    assert {
+        ("github-actions", "/"),
+        ("docker", "/framework_image"),
+        ("pip", "/"),
+        ("pip", "/framework_image"),
+    } <= covered
+
+
 def test_zizmor_reports_nothing_at_its_default_persona() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
     result = subprocess.run(
@@ -137,6 +165,16 @@ def test_every_action_is_pinned_to_a_commit_sha_with_its_version(path: Path) -> 
         )
 
 
+@pytest.mark.parametrize("path", [CI, DEPLOY], ids=lambda p: p.name)
+def test_every_action_is_a_node24_release(path: Path) -> None:
+    """node20 actions are forced onto node24 by the runners, with warnings; pin releases built for it."""
+    for match in filter(None, map(USES_LINE.match, path.read_text().splitlines())):
+        action = match["ref"].partition("@")[0]
+        assert action in FIRST_NODE24_RELEASE, f"{action}: look up its first node24 release and add it here"
+        version = tuple(int(part) for part in match["comment"].strip().removeprefix("# v").split("."))
+        assert version >= FIRST_NODE24_RELEASE[action], f"{action} {match['comment']} predates node24"
+
+
 def test_both_workflows_pin_an_action_to_the_same_commit() -> None:
     pins: dict[str, set[str]] = {}
     for path in (CI, DEPLOY):
@@ -174,10 +212,9 @@ def test_ci_runs_on_pushes_and_pull_requests() -> None:
 def test_ci_runs_the_readme_commands_and_the_linters() -> None:
     setup, test = quick_start_commands()
     ci = load(CI)
-    (job,) = ci["jobs"]
-    _, python = step_using(ci, job, "actions/setup-python")
+    _, python = step_using(ci, "test", "actions/setup-python")
     assert str(python["with"]["python-version"]) == "3.11"
-    runs = [s.get("run", "").strip() for s in steps(ci, job)]
+    runs = [s.get("run", "").strip() for s in steps(ci, "test")]
     assert setup in runs, f"CI should run the README set-up command verbatim: {setup}"
     assert test in runs, f"CI should run the README test command verbatim: {test}"
     assert runs.index(setup) < runs.index(test)
@@ -188,6 +225,40 @@ def test_ci_runs_the_readme_commands_and_the_linters() -> None:
         ".venv/bin/zizmor .github/workflows",
     ):
         assert linter in runs, f"CI should run {linter}"
+
+
+def test_ci_builds_the_image_with_docker_and_runs_the_container_tests_and_the_rehearsal() -> None:
+    setup, _ = quick_start_commands()
+    ci = load(CI)
+    job = ci["jobs"]["image"]
+    assert "if" not in job, "every push and pull request builds the image"
+    assert "id-token" not in job.get("permissions", {})
+    install_index, _ = step_running(ci, "image", install_part(setup))
+    registry_index, _ = step_running(ci, "image", "apt-get install -y --no-install-recommends docker-registry")
+    test_index, test = step_running(ci, "image", ".venv/bin/python -m pytest -m container")
+    assert test["run"].strip() == ".venv/bin/python -m pytest -m container"
+    assert test["env"] == {"ENGINE": "docker"}
+    assert install_index < registry_index < test_index
+
+
+def test_ci_writes_a_pipeline_plan_only_with_a_read_only_role_on_pull_requests() -> None:
+    ci = load(CI)
+    job = ci["jobs"]["plan"]
+    assert "vars.AWS_PLAN_ROLE_ARN != ''" in job["if"]
+    assert "github.event_name == 'pull_request'" in job["if"]
+    assert job["permissions"] == {"id-token": "write", "contents": "read"}
+    credentials_index, credentials = step_using(ci, "plan", "aws-actions/configure-aws-credentials")
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_PLAN_ROLE_ARN }}"
+    plan_index, plan = step_running(ci, "plan", ".github/scripts/deploy.sh plan")
+    assert credentials_index < plan_index
+    assert plan["env"]["AWS_ACCOUNT_ID"] == f"${{{{ steps.{credentials['id']}.outputs.aws-account-id }}}}"
+    runs = " ".join(s.get("run", "") for s in steps(ci, "plan"))
+    for command in ("deploy.sh deploy", "pipeline upsert", "pipeline start", "docker push"):
+        assert command not in runs
+    for name, other in ci["jobs"].items():
+        if name != "plan":
+            assert "id-token" not in other.get("permissions", {}), f"only the plan job gets an OIDC token, not {name}"
+    assert "AWS_DEPLOY_ROLE_ARN" not in CI.read_text(), "CI never assumes the deploy role"
 
 
 # --- deploy -----------------------------------------------------------------------------------
@@ -206,6 +277,19 @@ def test_deploys_never_race() -> None:
     assert concurrency["group"]
     assert "${{" not in concurrency["group"], "one group for every deploy, whatever the ref"
     assert concurrency["cancel-in-progress"] is False
+
+
+def test_the_readme_and_the_workflow_say_what_the_concurrency_group_does() -> None:
+    """With GitHub's default queue (single), a newer push cancels an older *waiting* deploy."""
+    assert load(DEPLOY)["concurrency"].get("queue", "single") == "single"
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## From push to pipeline\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
+    assert section, 'README.md has no "## From push to pipeline" section'
+    for text in (section.group(1), DEPLOY.read_text()):
+        flat = " ".join(text.replace("#", " ").split())
+        assert "at most one run waiting" in flat
+        assert "cancels the waiting (older) run" in flat
+    assert "a later push waits for the earlier one" not in DEPLOY.read_text()
 
 
 def test_only_the_deploy_job_gets_an_oidc_token_and_no_keys_are_used() -> None:
@@ -239,49 +323,108 @@ def test_deploy_tests_before_it_deploys_with_the_readme_commands() -> None:
     assert runs.index(setup) < runs.index(test)
 
 
-def test_deploy_builds_the_image_with_buildx_cache_and_no_attestations() -> None:
-    deploy = load(DEPLOY)
-    ecr_index, ecr = step_using(deploy, "deploy", "aws-actions/amazon-ecr-login")
-    buildx_index, _ = step_using(deploy, "deploy", "docker/setup-buildx-action")
-    build_index, build = step_using(deploy, "deploy", "docker/build-push-action")
-    credentials_index, _ = step_using(deploy, "deploy", "aws-actions/configure-aws-credentials")
-    assert credentials_index < ecr_index < build_index
-    assert buildx_index < build_index
-    options = build["with"]
-    assert options["context"] == "framework_image"
-    assert options["push"] is True
-    assert options["provenance"] is False, "SageMaker rejects images pushed with attestation manifests"
-    assert options["cache-from"] == "type=gha"
-    assert options["cache-to"] == "type=gha,mode=max"
-    tags = [tag.strip() for tag in re.split(r"[,\n]", options["tags"]) if tag.strip()]
-    assert tags == [f"${{{{ steps.{ecr['id']}.outputs.registry }}}}/${{{{ vars.ECR_REPOSITORY }}}}:{TAG_EXPRESSION}"]
-    assert ":latest" not in DEPLOY.read_text()
-
-
-def test_deploy_upserts_the_pipeline_with_the_image_it_pushed() -> None:
+def test_the_deploy_job_hands_the_image_and_the_upsert_to_the_deploy_script() -> None:
+    """Nothing in the workflow builds, pushes or upserts by itself: the rehearsed script does all three."""
     setup, _ = quick_start_commands()
     deploy = load(DEPLOY)
-    _, build = step_using(deploy, "deploy", "docker/build-push-action")
     install_index, install = step_running(deploy, "deploy", install_part(setup))
     assert install["run"].strip() in (install_part(setup), setup), "the deploy installs with the README command"
-    build_index = steps(deploy, "deploy").index(build)
-    upsert_index, upsert = step_running(deploy, "deploy", ".venv/bin/python -m pipeline upsert")
-    assert install_index < upsert_index
-    assert build_index < upsert_index, "the image is pushed before the pipeline names it"
-    env = upsert["env"]
-    assert env["IMAGE_URI"] == build["with"]["tags"].strip()
+    credentials_index, _ = step_using(deploy, "deploy", "aws-actions/configure-aws-credentials")
+    ecr_index, ecr = step_using(deploy, "deploy", "aws-actions/amazon-ecr-login")
+    script_index, script = step_running(deploy, "deploy", ".github/scripts/deploy.sh deploy")
+    assert install_index < credentials_index < ecr_index < script_index
+    assert script["run"].strip() == ".github/scripts/deploy.sh deploy"
     expected = {
+        "ENGINE": "docker",
+        "REGISTRY": f"${{{{ steps.{ecr['id']}.outputs.registry }}}}",
+        "REPOSITORY": "${{ vars.ECR_REPOSITORY }}",
         "AWS_REGION": "${{ vars.AWS_REGION }}",
         "PIPELINE_NAME": "${{ vars.PIPELINE_NAME }}",
         "SAGEMAKER_BUCKET": "${{ vars.SAGEMAKER_BUCKET }}",
         "SAGEMAKER_ROLE_ARN": "${{ vars.SAGEMAKER_ROLE_ARN }}",
     }
-    assert {key: env.get(key) for key in expected} == expected
+    assert {key: script["env"].get(key) for key in expected} == expected
+    others = [s for i, s in enumerate(steps(deploy, "deploy")) if i != script_index]
+    for step in others:
+        for command in ("docker build", "docker push", "pipeline upsert", "pytest -m container"):
+            assert command not in step.get("run", ""), f"step {step.get('name')!r} runs {command}: move it to deploy.sh"
+    for path in (CI, DEPLOY):
+        assert "docker/build-push-action" not in path.read_text()
+    assert ":latest" not in DEPLOY.read_text()
+
+
+# The deploy job as it was: buildx pushed straight to ECR, then the container tests ran on the tag.
+REGISTRY_ONLY_DEPLOY = """
+jobs:
+  deploy:
+    steps:
+      - uses: docker/setup-buildx-action@e468171a9de216ec08956ac3ada2f0791b6bd435 # v3.11.1
+      - uses: docker/build-push-action@263435318d21b8e681c14492fe198d362a7d2c83 # v6.18.0
+        with:
+          context: framework_image
+          push: true
+          tags: ${{ steps.ecr.outputs.registry }}/${{ vars.ECR_REPOSITORY }}:${{ github.sha }}
+      - env:
+          ENGINE: docker
+          CONTAINER_IMAGE: ${{ steps.ecr.outputs.registry }}/${{ vars.ECR_REPOSITORY }}:${{ github.sha }}
+        run: .venv/bin/python -m pytest -m container
+"""
+
+
+def images_tested_but_not_local(workflow: dict[str, Any], job: str) -> list[str]:
+    """Container-test steps whose CONTAINER_IMAGE the engine's local store does not hold at that point.
+
+    buildx with push (its docker-container driver) leaves nothing local unless ``load`` is set;
+    ``docker build`` and ``docker pull``/``load`` do put the image there. deploy.sh is its own
+    sequence (build, push, pull by digest, test), rehearsed in tests/test_deploy_rehearsal.py.
+    """
+    local: set[str] = set()
+    missing = []
+    for step in steps(workflow, job):
+        if step.get("uses", "").startswith("docker/build-push-action@"):
+            options = step.get("with", {})
+            if options.get("load") is True or options.get("push") is not True:
+                local.update(tag.strip() for tag in re.split(r"[,\n]", options.get("tags", "")) if tag.strip())
+        run = step.get("run", "")
+        for match in re.finditer(r"docker (?:pull|load|build\b.*?--tag) (\S+)", run):
+            local.add(match.group(1))
+        image = step.get("env", {}).get("CONTAINER_IMAGE")
+        if "pytest -m container" in run and image and image not in local:
+            missing.append(image)
+    return missing
+
+
+def test_the_old_deploy_tested_an_image_only_the_registry_held() -> None:
+    """The breaker: buildx pushed to ECR and left nothing local, so `docker image inspect` failed."""
+    assert images_tested_but_not_local(yaml.safe_load(REGISTRY_ONLY_DEPLOY), "deploy") != []
+
+
+def test_the_deploy_tests_only_images_in_the_local_store_and_the_script_pulls_before_testing() -> None:
+    assert images_tested_but_not_local(load(DEPLOY), "deploy") == []
+    script = DEPLOY_SCRIPT.read_text()
+    push, pull = script.index('digest="$(push "$candidate")"'), script.index('pull "$repository@$digest"')
+    test = script.index('CONTAINER_IMAGE="$repository@$digest"')
+    tag, upsert = (
+        script.index('stored="$(push "$image")"'),
+        script.index('IMAGE_URI="$image" "$PYTHON" -m pipeline upsert'),
+    )
+    assert push < pull < test < tag < upsert, "push, pull by digest, test, tag, upsert: in that order"
+
+
+def test_the_deploy_role_allows_the_registry_calls_the_deploy_script_makes() -> None:
+    """Tag look-up (manifest GET), push, pull: the ECR actions behind docker manifest inspect/push/pull."""
+    statements = policy("deploy-role-policy.json")["Statement"]
+    granted = {a for s in statements for a in as_list(s["Action"])}
+    look_up = {"ecr:BatchGetImage"}
+    push = {"ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart"}
+    push |= {"ecr:CompleteLayerUpload", "ecr:PutImage"}
+    pull = {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"}
+    assert {"ecr:GetAuthorizationToken"} | look_up | push | pull <= granted
 
 
 def test_deploy_starts_a_run_only_when_asked() -> None:
     deploy = load(DEPLOY)
-    upsert_index, _ = step_running(deploy, "deploy", "-m pipeline upsert")
+    upsert_index, _ = step_running(deploy, "deploy", ".github/scripts/deploy.sh deploy")
     start_index, start = step_running(deploy, "deploy", ".venv/bin/python -m pipeline start")
     assert upsert_index < start_index
     condition = start["if"]
@@ -290,8 +433,8 @@ def test_deploy_starts_a_run_only_when_asked() -> None:
     assert start["env"]["PIPELINE_NAME"] == "${{ vars.PIPELINE_NAME }}"
 
 
-def test_every_repository_variable_the_deploy_reads_is_in_the_set_up_guide() -> None:
-    used = set(re.findall(r"vars\.(\w+)", DEPLOY.read_text()))
+def test_every_repository_variable_the_workflows_read_is_in_the_set_up_guide() -> None:
+    used = set(re.findall(r"vars\.(\w+)", DEPLOY.read_text() + CI.read_text()))
     documented = set(re.findall(r"gh variable set (\w+)", (AWS / "README.md").read_text()))
     assert used
     assert used <= documented, f"document these in .github/aws/README.md: {sorted(used - documented)}"
@@ -299,7 +442,8 @@ def test_every_repository_variable_the_deploy_reads_is_in_the_set_up_guide() -> 
 
 # --- IAM policies -----------------------------------------------------------------------------
 
-POLICY_FILES = sorted(AWS.glob("*.json"))
+LIFECYCLE = "ecr-lifecycle-policy.json"
+POLICY_FILES = sorted(path for path in AWS.glob("*.json") if path.name != LIFECYCLE)
 
 
 def policy(name: str) -> dict[str, Any]:
@@ -315,12 +459,32 @@ def test_the_policy_files_are_all_there_and_documented() -> None:
     assert names == {
         "github-oidc-trust-policy.json",
         "deploy-role-policy.json",
+        "github-oidc-plan-trust-policy.json",
+        "plan-role-policy.json",
         "execution-role-trust-policy.json",
         "execution-role-policy.json",
     }
     guide = (AWS / "README.md").read_text()
-    for name in names:
+    for name in [*names, LIFECYCLE]:
         assert name in guide
+
+
+def test_the_ecr_lifecycle_policy_expires_untagged_images_and_caps_the_rest_and_is_applied() -> None:
+    rules = policy(LIFECYCLE)["rules"]
+    priorities = [rule["rulePriority"] for rule in rules]
+    assert sorted(priorities) == priorities and len(set(priorities)) == len(priorities)
+    selections = [rule["selection"] for rule in rules]
+    assert all(rule["action"] == {"type": "expire"} for rule in rules)
+    assert selections[0] == {
+        "tagStatus": "untagged",
+        "countType": "sinceImagePushed",
+        "countUnit": "days",
+        "countNumber": 1,
+    }
+    # ECR requires the tagStatus "any" rule to come last.
+    assert selections[-1]["tagStatus"] == "any" and selections[-1]["countType"] == "imageCountMoreThan"
+    assert selections[-1]["countNumber"] >= 10
+    assert 'put-lifecycle-policy --repository-name "$ECR_REPOSITORY"' in (AWS / "README.md").read_text()
 
 
 @pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
@@ -342,15 +506,22 @@ def test_only_actions_without_a_resource_type_get_resource_star(name: str) -> No
             assert as_list(statement["Action"]) in (["ecr:GetAuthorizationToken"], ["cloudwatch:PutMetricData"])
 
 
-def test_the_deploy_role_trusts_github_actions_on_main_only() -> None:
-    (statement,) = policy("github-oidc-trust-policy.json")["Statement"]
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
-    condition = statement["Condition"]
-    assert set(condition) == {"StringEquals"}, "StringLike would let wildcards widen the subject"
-    assert condition["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
-    sub = condition["StringEquals"]["token.actions.githubusercontent.com:sub"]
-    assert re.fullmatch(r"repo:[^:*]+/[^:*]+:ref:refs/heads/main", sub)
+def test_the_github_roles_trust_one_provider_and_list_both_subject_forms() -> None:
+    """The subjects themselves are evaluated, as IAM does, in tests/test_deploy_roles.py."""
+    for name, event in (
+        ("github-oidc-trust-policy.json", "ref:refs/heads/main"),
+        ("github-oidc-plan-trust-policy.json", "pull_request"),
+    ):
+        (statement,) = policy(name)["Statement"]
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+        condition = statement["Condition"]
+        assert set(condition) == {"StringEquals"}, "StringLike would let wildcards widen the subject"
+        assert condition["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+        assert condition["StringEquals"]["token.actions.githubusercontent.com:sub"] == [
+            f"repo:GITHUB_OWNER/GITHUB_REPO:{event}",
+            f"repo:GITHUB_OWNER@GITHUB_OWNER_ID/GITHUB_REPO@GITHUB_REPO_ID:{event}",
+        ]
 
 
 def test_the_deploy_role_can_do_what_the_workflow_does_and_pass_only_the_execution_role() -> None:
