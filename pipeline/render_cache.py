@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.definition import sourcedir
@@ -59,10 +60,15 @@ def _store(path: Path, text: str) -> None:
             old.unlink()
 
 
-def cached_render(settings: Settings, source: Source, use_cache: bool = True) -> Rendered:
-    """:func:`render`, from the cache when an entry matches; a miss renders and stores."""
+def cached_render(
+    settings: Settings, source: Source, use_cache: bool = True, check: Callable[[str], None] = lambda text: None
+) -> Rendered:
+    """:func:`render`, from the cache when an entry matches; a miss renders, runs ``check`` on the
+    definition (which raises if it is unusable) and only then stores it, so a hit needs no check."""
     if not use_cache:
-        return render(settings, source)
+        fresh = render(settings, source)
+        check(fresh.definition)
+        return fresh
     code_uri = sourcedir.s3_uri(settings.code_prefix, source.archive)
     entry = cache_dir() / f"{key(settings, source)}.json"
     try:
@@ -71,6 +77,7 @@ def cached_render(settings: Settings, source: Source, use_cache: bool = True) ->
         template = None
     if template is None:
         fresh = render(settings, source)
+        check(fresh.definition)
         template = fresh.definition.replace(fresh.code_uri, PLACEHOLDER)
         with contextlib.suppress(OSError):  # a read-only or full cache only costs speed
             _store(entry, template)

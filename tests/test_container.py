@@ -1,5 +1,5 @@
-"""The framework image, built with framework_image/build-local.sh and run as SageMaker runs it:
-``<image> train`` with a prepared ``/opt/ml`` mounted and no network.
+"""The framework image, built with framework_image/build-local.sh and run as SageMaker runs it
+(``<image> train``, ``/opt/ml`` mounted, no network), by hand and through ``train-local --container``.
 
 Slow (the first build makes a base image and installs wheels), so marked ``container``:
 ``pytest -m container`` runs it.
@@ -7,64 +7,36 @@ Slow (the first build makes a base image and installs wheels), so marked ``conta
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import resource
-import shutil
+import signal
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
+from local_support import RESUMABLE, start_cli, wait_for
+from support import PROBE_SRC, run_cli
 
-from pipeline.definition import sample_data, sourcedir
-from pipeline.local import job as local_job
-from pipeline.local import job_config
+from pipeline.local import container
 
 pytestmark = pytest.mark.container
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = ROOT / "framework_image" / "build-local.sh"
-# A fresh build took about 75 s here; generous, since CI may first apt-get install podman.
-BUILD_TIMEOUT = 1800
 RUN_TIMEOUT = 300
 IMAGE_SIZE_LIMIT = 600_000_000
-METRIC_LINE = re.compile(r"validation:accuracy=(\d+\.\d+);")
-
-
-def _engine() -> str | None:
-    """The engine build-local.sh picks: docker if a Docker engine answers, else podman."""
-    if os.environ.get("ENGINE"):
-        return os.environ["ENGINE"]
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-        if probe.returncode == 0:
-            return "docker"
-    # build-local.sh installs podman where it is missing; only CI is sure to allow that.
-    return "podman" if shutil.which("podman") or os.environ.get("CI") else None
-
-
-def _hard_limit(which: int, cap: int) -> int:
-    hard = resource.getrlimit(which)[1]
-    return cap if hard == resource.RLIM_INFINITY else min(hard, cap)
-
-
-def _run_flags(engine: str) -> list[str]:
-    """podman here needs runc (crun refuses the hybrid cgroups) and ulimits within the host's
-    hard limits (its default nofile is above them and runc then fails to start the container)."""
-    if engine != "podman":
-        return []
-    nofile = _hard_limit(resource.RLIMIT_NOFILE, 1_048_576)
-    nproc = _hard_limit(resource.RLIMIT_NPROC, 32768)
-    return ["--runtime", "runc", "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+METRIC_LINE = re.compile(r"validation:accuracy = (\d+\.\d+)")
 
 
 @pytest.fixture(scope="module")
 def engine() -> str:
-    found = _engine()
-    if found is None:
-        pytest.skip("neither podman nor a Docker engine here (CI installs podman)")
-    return found
+    try:
+        return container.engine()
+    except container.ContainerError as missing:
+        if os.environ.get("CI"):
+            pytest.fail(str(missing), pytrace=False)
+        pytest.skip(str(missing))
 
 
 @pytest.fixture(scope="module")
@@ -76,47 +48,21 @@ def image(engine: str) -> str:
     """
     if os.environ.get("CONTAINER_IMAGE"):
         return os.environ["CONTAINER_IMAGE"]
-    build = subprocess.run(
-        [str(BUILD_SCRIPT)],
-        env={**os.environ, "ENGINE": engine},
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
-    if build.returncode != 0:
-        pytest.fail(f"build-local.sh exited {build.returncode}:\n{build.stderr[-4000:]}", pytrace=False)
-    return build.stdout.strip().splitlines()[-1]
-
-
-def _container(engine: str, image: str, *command: str, volume: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``command`` in a fresh container; on a timeout the container is removed, not left running."""
-    name = f"test-container-{uuid.uuid4().hex[:12]}"
-    mount = ["--volume", f"{volume}:/opt/ml"] if volume else []
-    args = [engine, "run", "--rm", "--name", name, "--network", "none", *_run_flags(engine), *mount]
-    # SM_STUDIO_LOCAL_MODE: algo-1 resolves only on SageMaker's network; this skips the toolkit's wait for it.
-    args += ["--env", "SM_STUDIO_LOCAL_MODE=true", "--env", "TRAINING_JOB_NAME=container-test", image, *command]
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        subprocess.run([engine, "rm", "--force", name], capture_output=True, timeout=60, check=False)
-        raise
+        return container.built_image(engine)
+    except container.ContainerError as failed:
+        pytest.fail(str(failed), pytrace=False)
 
 
-def _base_dir(tmp_path: Path, source: Path) -> Path:
-    """``/opt/ml`` as SageMaker lays it out, with the code as a tarball the toolkit unpacks itself."""
-    base = tmp_path / "opt-ml"
-    data = sample_data.write(tmp_path / "data")
-    tarball = "/opt/ml/input/sourcedir.tar.gz"  # as seen inside the container
-    hyperparameters = job_config.hyperparameters(
-        {}, program="train.py", submit_directory=tarball, region="us-east-1", job_name="container-test"
+def containers(engine: str, job: str) -> list[str]:
+    listed = subprocess.run(
+        [engine, "ps", "--all", "--format", "{{.Names}}"], capture_output=True, text=True, timeout=60, check=True
     )
-    job = local_job.LocalJob(
-        name="container-test", hyperparameters=hyperparameters, channels={c: str(p) for c, p in data.items()}
-    )
-    local_job.prepare_base_dir(base, job, "algo-1", data)
-    (base / "input" / "sourcedir.tar.gz").write_bytes(sourcedir.pack(source))
-    return base
+    return [name for name in listed.stdout.split() if name.startswith(f"train-local-{job}-")]
+
+
+def train_local(image: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("train-local", "--image", image, "--output-dir", str(tmp_path), *args, timeout=RUN_TIMEOUT)
 
 
 def test_image_is_small_has_no_compiler_and_names_the_framework(engine, image):
@@ -128,35 +74,118 @@ def test_image_is_small_has_no_compiler_and_names_the_framework(engine, image):
         check=True,
     )
     assert int(inspect.stdout.strip()) < IMAGE_SIZE_LIMIT
-    probe = _container(
-        engine,
-        image,
-        "python",
-        "-c",
-        "import os, shutil; print(os.environ['SAGEMAKER_TRAINING_MODULE'], shutil.which('gcc'), shutil.which('cc'))",
-    )
+    name = f"test-container-{uuid.uuid4().hex[:12]}"
+    code = "import os, shutil; print(os.environ['SAGEMAKER_TRAINING_MODULE'], shutil.which('gcc'), shutil.which('cc'))"
+    command = [engine, "run", "--rm", "--name", name, "--network", "none", *container.run_flags(engine), image]
+    probe = subprocess.run([*command, "python", "-c", code], capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["custom_framework_training.training:main", "None", "None"]
 
 
-def test_trains_the_user_code(engine, image, tmp_path):
-    base = _base_dir(tmp_path, ROOT / "user_src")
-    result = _container(engine, image, "train", volume=base)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
-    assert (base / "model" / "model.joblib").is_file()
-    match = METRIC_LINE.search(log)
-    assert match, log[-4000:]
+def test_train_local_container_trains_the_user_code(image, tmp_path):
+    done = train_local(image, tmp_path, "--job-name", "real", "--hp", "max-iter=20")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert f"container: {image} through" in done.stdout
+    with tarfile.open(tmp_path / "real" / "model.tar.gz") as tar:
+        assert sorted(tar.getnames()) == ["features.json", "model.joblib"]
+    match = METRIC_LINE.search(done.stdout)
+    assert match, done.stdout[-4000:]
     assert 0.5 < float(match.group(1)) <= 1.0
 
 
-def test_failing_user_code_exits_non_zero_with_a_reason(engine, image, tmp_path):
+def test_failing_user_code_exits_non_zero_with_the_failure_files_reason(image, tmp_path):
     source = tmp_path / "failing_src"
     source.mkdir()
     (source / "train.py").write_text('raise ValueError("deliberate failure: no usable rows")\n')
-    base = _base_dir(tmp_path, source)
-    result = _container(engine, image, "train", volume=base)
-    assert result.returncode != 0
-    failure = base / "output" / "failure"
-    assert failure.is_file(), (result.stdout + result.stderr)[-4000:]
-    assert "deliberate failure: no usable rows" in failure.read_text()
+    done = train_local(image, tmp_path, "--source-dir", str(source), "--train", str(source))
+    assert done.returncode == 1
+    assert "training failed (exit 1): ExecuteUserScriptError" in done.stderr
+    assert "deliberate failure: no usable rows" in done.stderr
+
+
+def test_a_package_the_image_lacks_fails_in_the_container_too(image, tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("import moto\n")
+    done = train_local(image, tmp_path, "--source-dir", str(source), "--train", str(source))
+    assert done.returncode == 1
+    assert "ModuleNotFoundError: No module named 'moto'" in done.stderr
+
+
+def test_a_stop_reaches_the_script_in_the_container_and_leaves_nothing_running(engine, image, tmp_path):
+    cli = start_cli(
+        "train-local",
+        "--image",
+        image,
+        "--source-dir",
+        str(PROBE_SRC),
+        "--output-dir",
+        str(tmp_path),
+        "--job-name",
+        "stopped",
+        "--env",
+        "PROBE_SLEEP=60",
+        "--env",
+        "PROBE_ON_TERM=5",
+    )
+    log = tmp_path / "stopped" / "algo-1.log"
+    wait_for(lambda: log.exists() and "PROBE {" in log.read_text(), "the probe started", cli, RUN_TIMEOUT)
+    cli.send_signal(signal.SIGINT)
+    stdout, stderr = cli.communicate(timeout=RUN_TIMEOUT)
+    assert cli.returncode == 130, stderr
+    assert "PROBE got SIGTERM" in stdout
+    assert "Received 5 from exiting process" in stdout  # the toolkit (PID 1) saw the script end
+    assert containers(engine, "stopped") == []
+
+
+def test_sigkill_of_the_cli_leaves_no_container(engine, image, tmp_path):
+    (tmp_path / "tmp").mkdir()
+    cli = start_cli(
+        "train-local",
+        "--image",
+        image,
+        "--source-dir",
+        str(PROBE_SRC),
+        "--output-dir",
+        str(tmp_path),
+        "--job-name",
+        "orphan",
+        "--env",
+        "PROBE_SLEEP=120",
+        env={"TMPDIR": str(tmp_path / "tmp")},
+    )
+    log = tmp_path / "orphan" / "algo-1.log"
+    wait_for(lambda: log.exists() and "PROBE {" in log.read_text(), "the probe started", cli, RUN_TIMEOUT)
+    cli.send_signal(signal.SIGKILL)
+    cli.communicate(timeout=60)
+    wait_for(lambda: containers(engine, "orphan") == [], "the container was removed", None, 60)
+    wait_for(lambda: list((tmp_path / "tmp").iterdir()) == [], "the temp folder was removed", None, 60)
+
+
+def test_a_script_resumes_from_its_checkpoint_in_the_container(image, tmp_path):
+    source = tmp_path / "resumable"
+    source.mkdir()
+    (source / "train.py").write_text(RESUMABLE)
+    store = tmp_path / "store"
+    args = ["train-local", "--image", image, "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs")]
+    args += ["--train", str(source), "--checkpoints", str(store)]
+    first = start_cli(*args, "--job-name", "first")
+    log = tmp_path / "jobs" / "first" / "algo-1.log"
+    wait_for(lambda: log.exists() and "STEP 3" in log.read_text(), "a few steps", first, RUN_TIMEOUT)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=RUN_TIMEOUT)
+    saved = json.loads((store / "state.json").read_text())["step"]
+    second = start_cli(*args, "--job-name", "second", "--max-runtime", "5")
+    stdout, _ = second.communicate(timeout=RUN_TIMEOUT)
+    assert f"RESUMED at {saved}" in stdout  # /opt/ml/checkpoints, restored from the store
+
+
+def test_two_hosts_run_as_two_containers_and_one_failing_stops_the_other(engine, image, tmp_path):
+    env = ["--env", "PROBE_SLEEP=120", "--env", "PROBE_FAIL=raise", "--env", "PROBE_FAIL_HOST=algo-2"]
+    done = train_local(
+        image, tmp_path, "--source-dir", str(PROBE_SRC), "--instance-count", "2", "--job-name", "pair", *env
+    )
+    assert done.returncode == 1
+    assert "[algo-1] PROBE {" in done.stdout and "[algo-2] PROBE {" in done.stdout
+    assert "training failed (exit 1): algo-2: ExecuteUserScriptError" in done.stderr
+    assert containers(engine, "pair") == []

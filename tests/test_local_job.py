@@ -1,25 +1,31 @@
-"""The local training job, run through the real toolkit ``train`` command."""
+"""The local training job, run through the real toolkit ``train`` command in the job environment."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
+import boto3
 import pytest
-from support import PROBE_SRC, ROOT, make_job, probe_reports, run_cli
+from local_support import RESUMABLE, assert_all_gone, process_runner, start_cli, start_probe_job, wait_for
+from support import BUCKET, REGION, ROOT, make_job, probe_reports, run_cli
 
 from pipeline.definition import sample_data
 from pipeline.errors import ChannelError
+from pipeline.local import failure, job_config
 from pipeline.local import job as local_job
-from pipeline.local import job_config
+
+
+@pytest.fixture(scope="session")
+def runner():
+    return process_runner()
 
 
 @pytest.fixture
@@ -27,11 +33,9 @@ def channels(tmp_path: Path) -> dict[str, str]:
     return {name: str(path) for name, path in sample_data.write(tmp_path / "data").items()}
 
 
-def run_probe(tmp_path, channels, monkeypatch, env=None, **overrides) -> local_job.JobResult:
-    for key, value in (env or {}).items():
-        monkeypatch.setenv(key, value)
-    job = make_job(tmp_path, channels, **overrides)
-    return local_job.run_job(job, tmp_path / "job", sink=io.StringIO())
+def run_probe(tmp_path, channels, runner, env=None, **overrides) -> local_job.JobResult:
+    job = make_job(tmp_path, channels, environment=env or {}, **overrides)
+    return local_job.run_job(job, tmp_path / "job", runner, sink=io.StringIO(), report=lambda line: None)
 
 
 def only_report(result: local_job.JobResult, host: str = "algo-1") -> dict:
@@ -40,7 +44,7 @@ def only_report(result: local_job.JobResult, host: str = "algo-1") -> dict:
     return reports[0]
 
 
-def test_hyperparameters_round_trip_types_lists_and_hyphens(tmp_path, channels, monkeypatch):
+def test_hyperparameters_round_trip_types_lists_and_hyphens(tmp_path, channels, runner):
     values = {
         "learning-rate": 0.05,
         "max-iter": 7,
@@ -49,7 +53,7 @@ def test_hyperparameters_round_trip_types_lists_and_hyphens(tmp_path, channels, 
         "use-bias": True,
         "nested_cfg": {"a": 1},
     }
-    result = run_probe(tmp_path, channels, monkeypatch, hyperparameters=job_config.encode_hyperparameters(values))
+    result = run_probe(tmp_path, channels, runner, hyperparameters=job_config.encode_hyperparameters(values))
     assert result.succeeded, result.failure_reason
     report = only_report(result)
     argv = report["argv"]
@@ -68,8 +72,8 @@ def test_hyperparameters_round_trip_types_lists_and_hyphens(tmp_path, channels, 
     assert json.loads(report["env"]["SM_HP_LAYER-SIZES"]) == [64, 32]
 
 
-def test_sm_variables_the_user_script_relies_on(tmp_path, channels, monkeypatch):
-    result = run_probe(tmp_path, channels, monkeypatch)
+def test_sm_variables_the_user_script_relies_on(tmp_path, channels, runner):
+    result = run_probe(tmp_path, channels, runner)
     assert result.succeeded, result.failure_reason
     env = only_report(result)["env"]
     base = Path(env["SM_MODEL_DIR"]).parent
@@ -92,43 +96,41 @@ def test_sm_variables_the_user_script_relies_on(tmp_path, channels, monkeypatch)
 
 
 @pytest.mark.parametrize("mode, reason", [("raise", "probe asked to fail"), ("exit", "ExitCode 3")])
-def test_failing_user_script_writes_failure_file_and_exits_non_zero(tmp_path, channels, monkeypatch, mode, reason):
-    result = run_probe(tmp_path, channels, monkeypatch, env={"PROBE_FAIL": mode})
+def test_failing_user_script_writes_failure_file_and_exits_non_zero(tmp_path, channels, runner, mode, reason):
+    result = run_probe(tmp_path, channels, runner, env={"PROBE_FAIL": mode})
     assert result.exit_code == 1
     assert reason in result.failure_reason
     assert result.model_artifact is None
-    assert "ExecuteUserScriptError" in result.failure_reason
+    assert result.failure_reason.startswith("ExecuteUserScriptError")  # the failure file's text, no host prefix
 
 
-def test_missing_channel_source_is_a_clear_error_before_launch(tmp_path, channels):
+def test_missing_channel_source_is_a_clear_error_before_launch(tmp_path, channels, runner):
     job = make_job(tmp_path, {**channels, "validation": str(tmp_path / "nope")})
     with pytest.raises(ChannelError, match="does not exist"):
-        local_job.run_job(job, tmp_path / "job")
+        local_job.run_job(job, tmp_path / "job", runner)
 
 
-def test_train_py_names_the_missing_channel(tmp_path, channels, monkeypatch):
-    result = run_probe(tmp_path, {"train": channels["train"]}, monkeypatch, source=ROOT / "user_src")
+def test_train_py_names_the_missing_channel(tmp_path, channels, runner):
+    result = run_probe(tmp_path, {"train": channels["train"]}, runner, source=ROOT / "user_src")
     assert result.exit_code == 1
     assert "no validation channel" in result.failure_reason
 
 
-def test_malformed_hyperparameters_json_fails_the_job_with_its_reason(tmp_path, channels):
+def test_malformed_hyperparameters_json_fails_the_job_with_its_reason(tmp_path, channels, runner):
     job = make_job(tmp_path, channels)
     base = tmp_path / "algo-1"
-    data = {name: Path(path) for name, path in channels.items()}
-    local_job.prepare_base_dir(base, job, "algo-1", data)
+    local_job.prepare_base_dir(base, job, "algo-1", {name: Path(path) for name, path in channels.items()})
     (base / "input" / "config" / "hyperparameters.json").write_text('{"learning-rate": 0.1,')
-    done = subprocess.run(
-        local_job.TRAIN_COMMAND, env=local_job.host_environment(base, job), capture_output=True, timeout=60
-    )
+    host = runner.prepare(job, tmp_path, lambda line: None)("algo-1", base)
+    done = subprocess.run(host.argv, env=dict(host.env), cwd=base, capture_output=True, timeout=60)
     assert done.returncode == 1
     failure = (base / "output" / "failure").read_text()
     assert "read_hyperparameters" in failure
     assert "JSONDecodeError" in failure
 
 
-def test_two_hosts_each_get_their_own_base_dir_and_rank(tmp_path, channels, monkeypatch):
-    result = run_probe(tmp_path, channels, monkeypatch, instance_count=2)
+def test_two_hosts_each_get_their_own_base_dir_and_rank(tmp_path, channels, runner):
+    result = run_probe(tmp_path, channels, runner, instance_count=2)
     assert result.succeeded, result.failure_reason
     envs = {host: only_report(result, host)["env"] for host in ("algo-1", "algo-2")}
     for rank, (host, env) in enumerate(sorted(envs.items())):
@@ -140,88 +142,81 @@ def test_two_hosts_each_get_their_own_base_dir_and_rank(tmp_path, channels, monk
     assert envs["algo-1"]["SM_MODEL_DIR"] != envs["algo-2"]["SM_MODEL_DIR"]
 
 
-def test_max_runtime_stops_the_job(tmp_path, channels, monkeypatch):
+def test_max_runtime_sends_sigterm_to_the_script_then_stops_the_job(tmp_path, channels, runner):
     pid_file = tmp_path / "pids"
-    result = run_probe(
-        tmp_path,
-        channels,
-        monkeypatch,
-        env={"PROBE_SLEEP": "60", "PROBE_PID_FILE": str(pid_file)},
-        max_runtime_seconds=3,
-    )
+    env = {"PROBE_SLEEP": "60", "PROBE_PID_FILE": str(pid_file), "PROBE_ON_TERM": "7"}
+    result = run_probe(tmp_path, channels, runner, env=env, max_runtime_seconds=3)
     assert result.exit_code == 124
-    assert "MaxRuntimeExceeded" in result.failure_reason
+    assert result.failure_reason.startswith("MaxRuntimeExceeded")
+    log = result.logs["algo-1"].read_text()
+    assert "PROBE got SIGTERM" in log  # the script's handler ran: the toolkit was not killed first
+    assert "Received 7 from exiting process" in log  # and the toolkit lived to see how it ended
     assert_all_gone(pid_file)
 
 
-def assert_all_gone(pid_file: Path, within: float = 10) -> None:
-    pids = [int(line) for line in pid_file.read_text().split()]
-    assert pids
-    deadline = time.monotonic() + within
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in pids if _alive(pid)]
-        time.sleep(0.1)
-    assert not alive, f"orphaned user processes: {alive}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
-    return status != "Z"
-
-
-def start_train_local(tmp_path: Path, pid_file: Path, **env: str) -> subprocess.Popen:
-    """``train-local`` on the probe, returning once the probe has started."""
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "train-local", "--source-dir", str(PROBE_SRC), "--output-dir", tmp_path],
-        cwd=ROOT,
-        env={**os.environ, "PROBE_SLEEP": "60", "PROBE_PID_FILE": str(pid_file), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (pid_file.exists() and pid_file.read_text().strip()):
-        assert time.monotonic() < deadline and cli.poll() is None, "probe never started"
-        time.sleep(0.1)
-    return cli
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_interrupt_leaves_no_orphan_process(tmp_path, sig):
-    pid_file = tmp_path / "pids"
-    cli = start_train_local(tmp_path, pid_file)
-    cli.send_signal(sig)
-    _, stderr = cli.communicate(timeout=30)
-    assert cli.returncode == 130
-    assert "interrupted" in stderr
-    assert_all_gone(pid_file)
-
-
-def test_a_script_ignoring_sigterm_is_killed_even_on_a_second_ctrl_c(tmp_path):
-    pid_file = tmp_path / "pids"
-    cli = start_train_local(tmp_path, pid_file, PROBE_IGNORE_TERM="1")
-    cli.send_signal(signal.SIGINT)
-    time.sleep(1)  # inside the grace period: the probe ignored SIGTERM
-    cli.send_signal(signal.SIGINT)
-    cli.communicate(timeout=30)
-    assert cli.returncode == 130
-    assert_all_gone(pid_file)  # the toolkit's train process and the probe
-
-
-def test_one_failing_host_stops_the_others(tmp_path, channels, monkeypatch):
+def test_one_failing_host_stops_the_others(tmp_path, channels, runner):
     pid_file = tmp_path / "pids"
     env = {"PROBE_FAIL": "raise", "PROBE_FAIL_HOST": "algo-2", "PROBE_SLEEP": "60", "PROBE_PID_FILE": str(pid_file)}
-    started = time.monotonic()
-    result = run_probe(tmp_path, channels, monkeypatch, env=env, instance_count=2)
-    assert time.monotonic() - started < 30
+    result = run_probe(tmp_path, channels, runner, env=env, instance_count=2)
     assert result.exit_code == 1
     assert result.failure_reason.startswith("algo-2: ") and "probe asked to fail" in result.failure_reason
     assert_all_gone(pid_file)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_reaches_the_script_and_leaves_no_process(tmp_path, sig):
+    pid_file = tmp_path / "pids"
+    cli = start_probe_job(tmp_path, pid_file, "--env", "PROBE_ON_TERM=0", "--env", "PROBE_DAEMON=1")
+    cli.send_signal(sig)
+    stdout, stderr = cli.communicate(timeout=60)
+    assert cli.returncode == 130
+    assert "training stopped (exit 130): Stopped: interrupted" in stderr
+    assert "PROBE got SIGTERM" in stdout
+    assert_all_gone(pid_file)  # the script, the toolkit, and a daemon in its own session
+
+
+def test_a_script_ignoring_sigterm_is_killed_on_a_second_ctrl_c(tmp_path):
+    pid_file, said = tmp_path / "pids", tmp_path / "stderr"
+    cli = start_probe_job(tmp_path, pid_file, "--env", "PROBE_IGNORE_TERM=1", stderr=said)
+    cli.send_signal(signal.SIGINT)
+    wait_for(lambda: "SIGTERM sent" in said.read_text(), "the grace period began", cli)  # 120 s by default
+    cli.send_signal(signal.SIGINT)
+    cli.communicate(timeout=60)
+    assert cli.returncode == 130
+    assert "the grace period ran out: SIGKILL" in said.read_text()
+    assert_all_gone(pid_file)  # the toolkit's train process and the probe
+
+
+def test_a_script_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
+    pid_file = tmp_path / "pids"
+    cli = start_probe_job(tmp_path, pid_file, "--env", "PROBE_IGNORE_TERM=1", "--stop-grace", "1")
+    cli.send_signal(signal.SIGTERM)
+    _, stderr = cli.communicate(timeout=60)
+    assert cli.returncode == 130
+    assert "up to 1 s before SIGKILL" in stderr
+    assert "the grace period ran out: SIGKILL" in stderr
+    assert_all_gone(pid_file)
+
+
+def test_a_script_that_checkpoints_on_sigterm_resumes_on_the_next_run(tmp_path):
+    source = tmp_path / "resumable"
+    source.mkdir()
+    (source / "train.py").write_text(RESUMABLE)
+    store = tmp_path / "store"
+    args = ["train-local", "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs"), "--train", str(source)]
+    args += ["--checkpoints", str(store)]
+    first = start_cli(*args, "--job-name", "first")
+    log = tmp_path / "jobs" / "first" / "algo-1.log"
+    wait_for(lambda: log.exists() and "STEP 3" in log.read_text(), "a few steps", first)
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, stderr
+    saved = json.loads((store / "state.json").read_text())["step"]
+    assert f"SAVED at {saved}" in stdout and saved >= 3
+
+    second = start_cli(*args, "--job-name", "second", "--max-runtime", "2")
+    stdout, _ = second.communicate(timeout=120)
+    assert f"RESUMED at {saved}" in stdout
 
 
 def test_train_local_cli_trains_the_real_model(tmp_path):
@@ -260,26 +255,117 @@ def test_train_local_failure_shows_reason_and_exit_code(tmp_path):
     assert "target column 'nope' not in header" in done.stderr
 
 
+TRACEBACK = """\
+Traceback (most recent call last):
+  File "/opt/ml/code/train.py", line 3, in <module>
+    import missing
+ModuleNotFoundError: No module named 'missing'
+"""
+
+
 @pytest.mark.parametrize(
-    "args, message",
+    "failure_file, log, expected",
     [
-        (["--hp", "max-iter=ten"], "hyperparameter max-iter expects int, got 'ten'"),
-        (["--hp", "depth"], "--hp 'depth' is not NAME=VALUE"),
-        (["--hp", "seed=1", "--hp", "seed=2"], "--hp seed is given twice"),
-        (["--train", ""], "--channel train= is empty"),
-        (["--channel", "train=s3://"], "names no bucket"),
-        (["--content-type", "test=text/csv"], "--content-type test names no channel"),
-        (["--metric", "loss=loss: [0-9.]+"], "--metric loss: the regex must have exactly one capture group"),
-        (["--env", "1X=y"], "--env 1X: a variable name is letters"),
-        (["--job-name", "../../x"], "job name '../../x': use letters, digits and hyphens"),
-        (["--train", "/does/not/exist"], "channel source /does/not/exist does not exist"),
-        (["--source-dir", "/does/not/exist"], "source dir /does/not/exist is not a folder"),
-        (["--source-dir", "tests"], "source dir tests has no train.py"),
+        (  # the failure file says it all: its text, unchanged
+            'ExecuteUserScriptError:\nErrorMessage "x"\nFile "/opt/ml/code/train.py", line 3',
+            TRACEBACK,
+            'ExecuteUserScriptError:\nErrorMessage "x"\nFile "/opt/ml/code/train.py", line 3\n'
+            "(from the log: ModuleNotFoundError: No module named 'missing')",
+        ),
+        (  # the toolkit missed the error line (read across two chunks): the log gives it and where
+            'ExecuteUserScriptError:\nExitCode 1\nErrorMessage ""',
+            TRACEBACK,
+            'ExecuteUserScriptError:\nExitCode 1\nErrorMessage ""\n(from the log: ModuleNotFoundError: No module'
+            " named 'missing'; File \"/opt/ml/code/train.py\", line 3)",
+        ),
+        (  # no failure file (killed outright)
+            None,
+            TRACEBACK,
+            "ModuleNotFoundError: No module named 'missing'; File \"/opt/ml/code/train.py\", line 3"
+            " (exit 1; no output/failure file was written)",
+        ),
+        (  # an empty one and a log without a traceback: its last lines
+            "",
+            "starting\n\nstep 1\n",
+            "exit 1; the output/failure file is empty; the log ends: starting | step 1",
+        ),
     ],
 )
-def test_train_local_bad_input_is_one_line(tmp_path, args, message):
-    done = run_cli("train-local", "--output-dir", str(tmp_path), *args)
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: ")
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert message in done.stderr
+def test_the_failure_reason_is_the_failure_file_completed_from_the_log(failure_file, log, expected):
+    assert failure.reason(failure_file, log, 1) == expected
+
+
+EMPTY_FAILURE_FILE = """\
+import os
+open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w").close()
+raise ValueError("the real reason")
+"""
+
+
+def test_an_empty_failure_file_still_gives_a_reason(tmp_path, channels, runner):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(EMPTY_FAILURE_FILE)
+    result = run_probe(tmp_path, channels, runner, source=source)
+    assert result.exit_code == 1
+    assert result.failure_reason.startswith("ValueError: the real reason; File ")
+    assert 'train.py", line 3' in result.failure_reason
+
+
+def test_a_syntax_error_names_its_file_and_line(tmp_path, channels, runner):
+    """The packer refuses syntax errors, but an archive made elsewhere (a deployed one) may have one."""
+    archive = tmp_path / "broken.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, text in {"train.py": "import helper\n", "helper.py": "x = (\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    job = make_job(tmp_path, channels)
+    hyperparameters = {**job.hyperparameters, job_config.SUBMIT_DIRECTORY: json.dumps(str(archive))}
+    job = dataclasses.replace(job, hyperparameters=hyperparameters)
+    result = local_job.run_job(job, tmp_path / "job", runner, sink=io.StringIO(), report=lambda line: None)
+    assert result.exit_code == 1
+    assert "SyntaxError" in result.failure_reason
+    assert 'helper.py", line 1' in result.failure_reason
+
+
+CHECKPOINT_THEN_FAIL = """\
+import os
+folder = os.path.join(os.environ["SAGEMAKER_BASE_DIR"], "checkpoints")
+print("RESTORED " + ",".join(sorted(os.listdir(folder))), flush=True)
+with open(os.path.join(folder, "epoch-2.pt"), "w") as f:
+    f.write("weights")
+raise RuntimeError("diverged")
+"""
+
+
+def test_checkpoints_are_restored_and_copied_back_even_when_the_job_fails(tmp_path, channels, runner):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(CHECKPOINT_THEN_FAIL)
+    store = tmp_path / "store"
+    (store / "nested").mkdir(parents=True)
+    (store / "epoch-1.pt").write_text("old")
+    (store / "nested" / "state.json").write_text("{}")
+    result = run_probe(tmp_path, channels, runner, source=source, checkpoint_uri=str(store))
+    assert result.exit_code == 1 and "diverged" in result.failure_reason
+    assert "RESTORED epoch-1.pt,nested" in result.logs["algo-1"].read_text()
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()) == [
+        "epoch-1.pt",
+        "epoch-2.pt",
+        "nested/state.json",
+    ]
+    assert (store / "epoch-2.pt").read_text() == "weights"
+
+
+def test_checkpoints_in_s3_are_restored_and_uploaded(tmp_path, channels, runner, aws_env):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=BUCKET, Key="ckpt/epoch-1.pt", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="ckpt-other/unrelated.pt", Body=b"not ours")
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(CHECKPOINT_THEN_FAIL)
+    result = run_probe(tmp_path, channels, runner, source=source, checkpoint_uri=f"s3://{BUCKET}/ckpt")
+    assert "RESTORED epoch-1.pt" in result.logs["algo-1"].read_text()  # not the other prefix's file
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="ckpt/")["Contents"])
+    assert keys == ["ckpt/epoch-1.pt", "ckpt/epoch-2.pt"]

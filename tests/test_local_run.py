@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 
 import boto3
@@ -24,8 +25,18 @@ def deployed_definition() -> dict:
     return json.loads(sm.describe_pipeline(PipelineName="test-pipeline")["PipelineDefinition"])
 
 
+def probe_with(tmp_path, contract_lines: str):
+    """A copy of the probe whose contract has more in it (the job's Environment, say)."""
+    source = tmp_path / "probe"
+    shutil.copytree(PROBE_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    with (source / "training.toml").open("a") as contract:
+        contract.write(contract_lines)
+    return source
+
+
 def test_upsert_then_run_local_deployed_uploads_the_model_and_parses_metrics(aws_env, tmp_path):
-    assert run_cli("upsert").returncode == 0
+    # The probe: user_src's definition now has an Evaluate (processing) step, which runs only on SageMaker.
+    assert run_cli("upsert", "--source-dir", str(PROBE_SRC)).returncode == 0
     done = run_cli("run", "--local", "--deployed", "--param", "MaxIter=20", "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     (model_key,) = [k for k in s3_keys("test-pipeline/models/") if k.endswith("/output/model.tar.gz")]
@@ -34,9 +45,9 @@ def test_upsert_then_run_local_deployed_uploads_the_model_and_parses_metrics(aws
     assert f"s3://{BUCKET}/{model_key}" in done.stdout
     body = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=model_key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-        assert sorted(tar.getnames()) == ["features.json", "model.joblib"]
-    for metric in ("train:accuracy", "validation:accuracy", "validation:f1", "validation:log_loss"):
-        assert f"  {metric} = " in done.stdout
+        assert tar.getnames() == ["probe.txt"]
+    assert "  validation:accuracy = 0.5" in done.stdout
+    assert "job environment: Python" in done.stdout  # the job ran in the image's packages
 
 
 def test_what_the_script_sees_is_what_the_definition_deploys(aws_env, tmp_path):
@@ -71,8 +82,10 @@ def test_what_the_script_sees_is_what_the_definition_deploys(aws_env, tmp_path):
 
 
 def test_a_failing_script_fails_the_run_with_its_reason(aws_env, tmp_path):
-    assert run_cli("upsert", "--source-dir", str(PROBE_SRC)).returncode == 0
-    done = run_cli("run", "--local", "--deployed", "--output-dir", str(tmp_path), env={"PROBE_FAIL": "raise"})
+    # Only the definition's Environment reaches the job, not the calling shell's.
+    source = probe_with(tmp_path, '\n[environment]\nPROBE_FAIL = "raise"\n')
+    assert run_cli("upsert", "--source-dir", str(source)).returncode == 0
+    done = run_cli("run", "--local", "--deployed", "--output-dir", str(tmp_path / "jobs"))
     assert done.returncode == 1
     assert "step Train: Failed" in done.stdout
     assert "probe asked to fail" in done.stdout
@@ -80,9 +93,10 @@ def test_a_failing_script_fails_the_run_with_its_reason(aws_env, tmp_path):
 
 
 def test_missing_channel_data_is_one_line(aws_env, tmp_path):
-    done = run_cli("run", "--local", "--output-dir", str(tmp_path))
+    done = run_cli("run", "--local", "--source-dir", str(PROBE_SRC), "--output-dir", str(tmp_path))
     assert done.returncode == 2
     assert "holds no objects: upload the data (upsert seeds the sample data" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # the step never started: no job folder
 
 
 def test_fresh_definition_runs_the_local_tree_without_deploying_it(aws_env, tmp_path):
@@ -105,7 +119,7 @@ def test_fresh_definition_runs_the_local_tree_without_deploying_it(aws_env, tmp_
     ],
 )
 def test_run_bad_input_is_one_line(aws_env, args, message):
-    done = run_cli(*args)
+    done = run_cli(*args, "--source-dir", str(PROBE_SRC))
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert message in done.stderr

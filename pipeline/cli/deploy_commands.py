@@ -13,6 +13,7 @@ from pipeline.definition.contract import Contract
 from pipeline.definition.render import Rendered, render
 from pipeline.definition.settings import Settings, image_region
 from pipeline.errors import ExitStatus, SettingsError
+from pipeline.render_cache import cached_render
 
 RUN_SETTINGS = ("pipeline_name", "region")  # enough to reach a deployed pipeline
 
@@ -24,8 +25,12 @@ def cmd_definition(args: argparse.Namespace) -> int:
     if args.offline:
         common.no_aws()
     settings = common.settings(args, offline=args.offline)
-    rendered = render(settings, common.source(args))
-    validate.check_steps(json.loads(rendered.definition), {}, settings.pipeline_name)  # before the upload
+    rendered = cached_render(
+        settings,
+        common.source(args),
+        use_cache=not args.no_cache,
+        check=lambda text: validate.check_steps(json.loads(text), {}, settings.pipeline_name),  # before the upload
+    )
     if not args.offline:
         aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
     print(rendered.definition)
@@ -35,7 +40,10 @@ def cmd_definition(args: argparse.Namespace) -> int:
 def parameter_table(contract: Contract) -> list[str]:
     """The parameters Studio shows for a run, as a Markdown table (README, ``describe``)."""
     rows = ["| parameter | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for p in params.pipeline_parameters(contract, image_uri="(the deployed image)", data_uri=_data_default):
+    shown = params.pipeline_parameters(
+        contract, image_uri="(the deployed image)", data_uri=_data_default, model_package_group="PIPELINE_NAME"
+    )
+    for p in shown:
         default = p.default if p.type in ("str", "json") and isinstance(p.default, str) else repr(p.default)
         rows.append(f"| `{p.name}` | {p.type} | `{default}` | {p.help} |")
     return rows
@@ -78,7 +86,8 @@ def _plan(settings: Settings, rendered: Rendered, contract: Contract, seed_data:
 def cmd_diff(args: argparse.Namespace) -> int:
     settings = common.settings(args)
     source = common.source(args)
-    planned, _, _ = _plan(settings, render(settings, source), source.contract, seed_data=not args.no_sample_data)
+    rendered = cached_render(settings, source, use_cache=not args.no_cache)
+    planned, _, _ = _plan(settings, rendered, source.contract, seed_data=not args.no_sample_data)
     if planned.create:
         print(f"pipeline {settings.pipeline_name} does not exist: upsert would create it")
     for line in planned.lines():

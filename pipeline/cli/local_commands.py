@@ -1,20 +1,29 @@
-"""Commands that run on this machine: train-local, run --local and the demo."""
+"""Commands that run on this machine: train-local, run --local and the demo.
+
+Each runs whole under :func:`pipeline.local.stops.interrupting`, so a stop signal in any
+phase (channel download, environment creation, packing) unwinds through the cleanups.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cli import common
 from pipeline.definition.settings import DEFAULT_REGION, build_settings, region_from_environment
-from pipeline.errors import ExitStatus, SettingsError, UserError
-from pipeline.local import job_config, job_inputs, job_request
-from pipeline.local.job import JobResult
+from pipeline.errors import ExitStatus, SettingsError
+from pipeline.local import stops
+
+if TYPE_CHECKING:  # the job modules load with the command that runs a job, not with --help
+    from pipeline.local.job import JobResult
+    from pipeline.local.runners import Runner
 
 # SageMaker's TrainingJobName pattern; also keeps a job folder inside --output-dir.
 JOB_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
@@ -23,8 +32,6 @@ SHORTHAND_CHANNELS = ("train", "validation")
 
 def _job_dir(output_dir: Path, name: str | None) -> tuple[str, Path]:
     """A new job's name and folder; an existing job is never overwritten."""
-    import re
-
     job_name = name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     if not re.fullmatch(JOB_NAME, job_name, re.ASCII):
         raise SettingsError(f"job name {job_name!r}: use letters, digits and hyphens, at most 63, as SageMaker does")
@@ -34,8 +41,32 @@ def _job_dir(output_dir: Path, name: str | None) -> tuple[str, Path]:
     return job_name, job_dir
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _runner(args: argparse.Namespace) -> Runner:
+    """The job environment (made on first use) or the image; ready before any job folder exists."""
+    from pipeline.local import container, runners
+
+    if getattr(args, "container", False) or getattr(args, "image", None):
+        if args.python:
+            raise SettingsError("--python is for a job without --container: the image brings its own Python")
+        engine = container.engine()
+        image = args.image or container.built_image(engine)
+        container.check_image(engine, image)
+        return runners.ContainerRunner(engine, image)
+    return runners.process_runner(args.python, _say)
+
+
 def cmd_train_local(args: argparse.Namespace) -> int:
+    with stops.interrupting():
+        return _train_local(args)
+
+
+def _train_local(args: argparse.Namespace) -> int:
     from pipeline.definition import sample_data
+    from pipeline.local import checkpoints, job_config, job_inputs, job_request
     from pipeline.local.job import run_job
 
     source = common.source(args)
@@ -45,8 +76,10 @@ def cmd_train_local(args: argparse.Namespace) -> int:
     channels = job_inputs.channels(args.channel, args.content_type, contract, shorthands)
     environment = job_inputs.environment(args.env, contract)
     metrics = job_inputs.metric_definitions(args.metric, contract)
+    checkpoint_uri = checkpoints.check_location(args.checkpoints) if args.checkpoints is not None else None
     job_name, job_dir = _job_dir(args.output_dir, args.job_name)
     region = region_from_environment() or DEFAULT_REGION
+    runner = _runner(args)
     job_dir.mkdir(parents=True)
     try:
         if not channels:  # nothing given: the sample data, for the channels the contract seeds with it
@@ -65,11 +98,14 @@ def cmd_train_local(args: argparse.Namespace) -> int:
             instance_type=args.instance_type or contract.instance_type,
             instance_count=args.instance_count,
             max_runtime_seconds=args.max_runtime,
+            checkpoint_uri=checkpoint_uri,
         )
         job = job_request.local_job(request, name=job_name, region=region)
-        result = run_job(job, job_dir)
-    except UserError:
-        shutil.rmtree(job_dir, ignore_errors=True)  # refused before the job ran: leave nothing behind
+        result = run_job(job, job_dir, runner, stop_grace=args.stop_grace, report=_say)
+    except BaseException:
+        # The job never started (refused, or stopped while it was prepared): leave nothing behind.
+        with stops.deferred():
+            shutil.rmtree(job_dir, ignore_errors=True)
         raise
     return report(result)
 
@@ -84,11 +120,17 @@ def report(result: JobResult) -> int:
         print(f"model: {result.model_artifact}")
         print(f"output: {result.output_artifact}")
     else:
-        print(f"training failed (exit {result.exit_code}): {result.failure_reason}", file=sys.stderr)
+        verb = "stopped" if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TIMEOUT) else "failed"
+        print(f"training {verb} (exit {result.exit_code}): {result.failure_reason}", file=sys.stderr)
     return result.exit_code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    with stops.interrupting():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from pipeline import aws
     from pipeline.definition.render import render
     from pipeline.deploy.state import deployed_pipeline
@@ -109,13 +151,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         text = rendered.definition
     definition = json.loads(text)
     values = executor.check_runnable(definition, args.param)  # before anything is uploaded or run
+    runner = _runner(args)
+    execution = executor.new_execution(settings.pipeline_name)
+    executor.check_inputs(definition, values, execution, settings.region)
     if rendered:
         aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
     steps = executor.run(
-        definition, values, args.output_dir, pipeline_name=settings.pipeline_name, region=settings.region
+        definition,
+        values,
+        args.output_dir,
+        runner,
+        execution=execution,
+        region=settings.region,
+        stop_grace=args.stop_grace,
     )
-    succeeded = steps and all(step.result.succeeded for step in steps)
-    return ExitStatus.OK if succeeded else ExitStatus.JOB_FAILED
+    if steps and all(step.result.succeeded for step in steps):
+        return ExitStatus.OK
+    last = steps[-1].result.exit_code if steps else ExitStatus.JOB_FAILED
+    return last if last in (ExitStatus.INTERRUPTED, ExitStatus.TIMEOUT) else ExitStatus.JOB_FAILED
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -4,16 +4,47 @@ boto3, so ``--help`` answers at once."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from pipeline.cli import deploy_commands, local_commands
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR, DEFAULT_SOURCE_DIR
 from pipeline.definition.contract import CONTRACT_FILE
 from pipeline.definition.settings import ENVIRONMENT
+from pipeline.errors import ExitStatus
+from pipeline.local.processes import DEFAULT_STOP_GRACE_SECONDS
 
 ALL_SETTINGS = tuple(ENVIRONMENT)
 DESCRIPTION = "Build, deploy and run the SageMaker training pipeline of a source dir."
+
+
+class _Once(argparse.Action):
+    """A single-value flag (argparse's "store"): given twice, it is refused instead of silently
+    keeping the last value."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, self.default) is not self.default:
+            parser.error(f"{option_string} is given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line, like every other refusal, instead of the whole usage text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in (None, "store"):
+            self.register("action", name, _Once)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitStatus.BAD_INPUT, f"error: {message} (see: {self.prog} --help)\n")
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -27,6 +58,17 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def _non_negative(text: str) -> float:
+    """An argparse type: a finite number of seconds, zero allowed."""
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
+_non_negative.__name__ = "seconds"
 
 
 def _settings_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
@@ -69,10 +111,48 @@ def _local_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entry-point", help="script inside --source-dir [default: the contract's, else train.py]")
     parser.add_argument("--job-name", help="a new job's name [default: local-<timestamp>]")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+    parser.add_argument(
+        "--checkpoints",
+        metavar="FOLDER|s3://PREFIX",
+        help="restore /opt/ml/checkpoints from here before the job, copy it back after (success, failure or stop)",
+    )
+    parser.add_argument(
+        "--container",
+        action="store_true",
+        help="run in the framework image (podman or docker; ENGINE picks), as SageMaker runs it",
+    )
+    parser.add_argument(
+        "--image", help="image for --container (implies it) [default: what framework_image/build-local.sh builds]"
+    )
+    _job_runtime_flags(parser)
+
+
+def _job_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    """How a local job runs, for train-local and run --local alike."""
+    parser.add_argument(
+        "--python",
+        metavar="INTERPRETER",
+        help="Python the job environment is made from [default: the image's version on PATH, else this one]",
+    )
+    parser.add_argument(
+        "--stop-grace",
+        type=_non_negative,
+        default=DEFAULT_STOP_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="after a stop (Ctrl-C, SIGTERM, --max-runtime), time the script has between SIGTERM and SIGKILL"
+        " [default: 120, as SageMaker; a second Ctrl-C kills at once]",
+    )
+
+
+def _no_cache_flag(parser: argparse.ArgumentParser) -> None:
+    """For the commands that may reuse a cached render (``pipeline/render_cache.py``)."""
+    parser.add_argument(
+        "--no-cache", action="store_true", help="render with the SDK even when the same render is cached"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION)
+    root = _Parser(prog="python -m pipeline", description=DESCRIPTION)
     root.add_argument("--verbose", action="store_true", help="show SDK and AWS client logs")
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -96,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
     _local_flags(p)
     p.set_defaults(func=local_commands.cmd_demo)
 
-    p = command("train-local", "run a training job here through the real toolkit, without Docker", ())
+    p = command("train-local", "run a training job here through the real toolkit, in the image's packages", ())
     _local_flags(p)
     p.set_defaults(func=local_commands.cmd_train_local)
 
@@ -105,10 +185,12 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("definition", "print the pipeline definition JSON (uploads the code unless --offline)")
     p.add_argument("--offline", action="store_true", help="no AWS access; example values fill missing settings")
+    _no_cache_flag(p)
     p.set_defaults(func=deploy_commands.cmd_definition)
 
     p = command("diff", "print what upsert would change (definition, uploads, tags); exit 0 none, 1 some")
     p.add_argument("--no-sample-data", action="store_true", help="as upsert --no-sample-data")
+    _no_cache_flag(p)
     p.set_defaults(func=deploy_commands.cmd_diff)
 
     p = command("upsert", "create or update the pipeline, printing what changed")
@@ -127,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--deployed", action="store_true", help="run the definition deployed in the account")
     _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.replace("source dir's", "definition's"))
     p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+    _job_runtime_flags(p)
     p.set_defaults(func=local_commands.cmd_run)
 
     p = command("status", "list recent executions", deploy_commands.RUN_SETTINGS, source=False)

@@ -7,6 +7,27 @@ from pathlib import Path
 
 from pipeline import aws
 from pipeline.errors import ChannelError
+from pipeline.local.files import copy_tree
+
+
+def _empty(source: str) -> ChannelError:
+    return ChannelError(
+        f"channel source {source} holds no objects: upload the data (upsert seeds the sample data"
+        " at the default prefixes) or point the channel elsewhere"
+    )
+
+
+def _missing(source: str) -> ChannelError:
+    return ChannelError(f"channel source {source} does not exist: pass an existing folder or an s3:// URI")
+
+
+def check(source: str, region: str | None = None) -> None:
+    """Refuse a channel :func:`fetch` would refuse, without copying it."""
+    if source.startswith("s3://"):
+        if next(aws.list_keys(aws.client("s3", region), source), None) is None:
+            raise _empty(source)
+    elif not Path(source).exists():
+        raise _missing(source)
 
 
 def fetch(source: str, destination: Path, region: str | None = None) -> None:
@@ -14,15 +35,12 @@ def fetch(source: str, destination: Path, region: str | None = None) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     if source.startswith("s3://"):
         if aws.download_prefix(aws.client("s3", region), source, destination) == 0:
-            raise ChannelError(
-                f"channel source {source} holds no objects: upload the data (upsert seeds the sample data"
-                " at the default prefixes) or point the channel elsewhere"
-            )
+            raise _empty(source)
         return
     path = Path(source)
     if not path.exists():
-        raise ChannelError(f"channel source {source} does not exist: pass an existing folder or an s3:// URI")
+        raise _missing(source)
     if path.is_file():
         shutil.copy2(path, destination / path.name)
     else:
-        shutil.copytree(path, destination, dirs_exist_ok=True)
+        copy_tree(path, destination)

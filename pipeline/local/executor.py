@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,9 +21,11 @@ from pipeline import aws
 from pipeline.definition import parameters
 from pipeline.definition.contract import Contract
 from pipeline.definition.expressions import evaluate
-from pipeline.errors import UnsupportedExpression
-from pipeline.local import job_request
+from pipeline.errors import ExitStatus, UnsupportedExpression
+from pipeline.local import channels, job_request, stops
 from pipeline.local.job import JobResult, LocalJob, run_job
+from pipeline.local.processes import DEFAULT_STOP_GRACE_SECONDS
+from pipeline.local.runners import Runner
 
 # Definition parameter types and the value types the CLI parses them as.
 PARAMETER_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool"}
@@ -77,25 +80,48 @@ def check_runnable(definition: Mapping[str, Any], overrides: Iterable[str]) -> d
     return parameters.resolve(declared, parameters.parse_overrides(overrides, declared))
 
 
+def new_execution(pipeline_name: str) -> dict[str, str]:
+    """The execution variables a run's expressions see (``Get: Execution.*``)."""
+    return {"PipelineExecutionId": f"local-{secrets.token_hex(4)}", "PipelineName": pipeline_name}
+
+
+def check_inputs(
+    definition: Mapping[str, Any], values: Mapping[str, Any], execution: Mapping[str, str], region: str
+) -> None:
+    """Every step's channels hold data, checked before anything is uploaded or run (as SageMaker
+    refuses an empty channel when the job starts)."""
+    for step in definition.get("Steps", []):
+        job, _ = training_job(step, values, execution, region)
+        for channel in job.channels.values():
+            channels.check(channel.source, region)
+
+
 def run(
     definition: Mapping[str, Any],
     values: Mapping[str, Any],
     work_dir: Path,
+    runner: Runner,
     *,
-    pipeline_name: str,
+    execution: Mapping[str, str],
     region: str,
+    stop_grace: float = DEFAULT_STOP_GRACE_SECONDS,
     report: Callable[[str], None] = print,
     sink: IO[str] = sys.stdout,
 ) -> list[StepResult]:
     """Execute every step in order, with ``values`` from :func:`check_runnable`; stops at the first failure."""
-    execution = {"PipelineExecutionId": f"local-{secrets.token_hex(4)}", "PipelineName": pipeline_name}
     report(f"local execution {execution['PipelineExecutionId']}, parameters: {json.dumps(values, sort_keys=True)}")
     steps = definition.get("Steps", [])
     results = []
     for step in steps:
         job, output = training_job(step, values, execution, region)
         report(f"step {step['Name']}: Executing as {job.name}")
-        result = run_job(job, work_dir / job.name, sink=sink)
+        job_dir = work_dir / job.name
+        try:
+            result = run_job(job, job_dir, runner, stop_grace=stop_grace, sink=sink)
+        except BaseException:
+            with stops.deferred():  # the step never started: no folder is left behind
+                shutil.rmtree(job_dir, ignore_errors=True)
+            raise
         model_uri = None
         if result.succeeded:
             s3 = aws.client("s3", region)
@@ -108,7 +134,8 @@ def run(
                 s3.upload_file(str(artifact), bucket, key)
             report(f"step {step['Name']}: Succeeded, model at {model_uri}")
         else:
-            report(f"step {step['Name']}: Failed: {result.failure_reason}")
+            status = "Stopped" if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TIMEOUT) else "Failed"
+            report(f"step {step['Name']}: {status}: {result.failure_reason}")
         for metric, value in sorted(result.metrics.items()):
             report(f"  {metric} = {value:g}")
         results.append(StepResult(step["Name"], result, model_uri))

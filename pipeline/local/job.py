@@ -1,22 +1,24 @@
-"""Run a training job on this machine through the real toolkit ``train`` command, without Docker.
+"""Run a training job on this machine through the real toolkit ``train`` command.
 
-Each host gets a fresh base dir laid out as ``/opt/ml`` is on SageMaker
-(``SAGEMAKER_BASE_DIR``), and runs in its own process group so Ctrl-C or a
-timeout can stop the whole tree. Afterwards the platform's part is done here
-too: ``model/`` becomes ``model.tar.gz`` and ``output/data`` ``output.tar.gz``.
+Each host gets a fresh base dir laid out as ``/opt/ml`` is on SageMaker, runs under its own
+init (a process tree, or a container), and is stopped as SageMaker stops a job: SIGTERM to the
+user's processes, a grace period, then SIGKILL. Afterwards the platform's part is done here
+too: checkpoints are copied back, ``model/`` becomes ``model.tar.gz`` and ``output/data``
+``output.tar.gz``, each renamed into place only once complete.
+
+Once the hosts have started, a stop (Ctrl-C, SIGTERM, SIGHUP) gives a result like any other
+end of the job; before that, it raises ``KeyboardInterrupt`` and the scratch folder goes away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -24,13 +26,12 @@ from typing import IO
 from pipeline.definition.contract import DEFAULT_INSTANCE_TYPE
 from pipeline.definition.settings import DEFAULT_REGION
 from pipeline.errors import ExitStatus
-from pipeline.local import channels, job_config, processes
+from pipeline.local import channels, checkpoints, failure, files, job_config, processes, runners, stops
 from pipeline.local.job_config import ChannelInput
 from pipeline.local.metrics import parse_metrics
+from pipeline.local.runners import Runner
 
-FRAMEWORK_MODULE = "custom_framework_training.training:main"
-# The toolkit's `train` console script, started with this interpreter.
-TRAIN_COMMAND = [sys.executable, "-c", "from sagemaker_training.cli.train import main; main()"]
+BASE_DIR = "/opt/ml"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class LocalJob:
     region: str = DEFAULT_REGION
     metric_definitions: list[dict[str, str]] = field(default_factory=list)
     environment: Mapping[str, str] = field(default_factory=dict)  # the job's Environment
+    role_arn: str | None = None
+    checkpoint_uri: str | None = None  # a folder or s3:// prefix (CheckpointConfig.S3Uri)
+    checkpoint_local_path: str = checkpoints.DEFAULT_LOCAL_PATH
 
 
 @dataclass(frozen=True)
@@ -64,40 +68,38 @@ class JobResult:
         return self.exit_code == 0
 
 
-def prepare_base_dir(base: Path, job: LocalJob, host: str, channel_data: Mapping[str, Path]) -> None:
-    """Lay out one host's ``/opt/ml``: configs, channel copies, and the folders the toolkit expects."""
+def checkpoint_dir(base: Path, job: LocalJob) -> Path:
+    """The host's checkpoint folder: ``LocalPath`` under the base dir that stands for ``/opt/ml``."""
+    relative = Path(job.checkpoint_local_path).relative_to(BASE_DIR)
+    return base / relative
+
+
+def prepare_base_dir(
+    base: Path,
+    job: LocalJob,
+    host: str,
+    channel_data: Mapping[str, Path],
+    hyperparameters: Mapping[str, str] | None = None,
+) -> None:
+    """Lay out one host's ``/opt/ml``: configs, channel copies, and the folders the toolkit expects.
+
+    ``hyperparameters`` are the job's as the host sees them (a container sees its code elsewhere)."""
     config = base / "input" / "config"
     for folder in (config, base / "model", base / "output" / "data", base / "code"):
         folder.mkdir(parents=True, exist_ok=True)
     hosts = job_config.host_names(job.instance_count)
-    files = {
-        "hyperparameters.json": job.hyperparameters,
+    contents = {
+        "hyperparameters.json": job.hyperparameters if hyperparameters is None else hyperparameters,
         "resourceconfig.json": job_config.resource_config(hosts, host, job.instance_type),
         "inputdataconfig.json": job_config.input_data_config(job.channels),
     }
-    for name, content in files.items():
+    for name, content in contents.items():
         (config / name).write_text(json.dumps(content, indent=2, sort_keys=True))
     for channel, source in channel_data.items():
-        shutil.copytree(source, base / "input" / "data" / channel)
+        files.copy_tree(source, base / "input" / "data" / channel)
 
 
-def host_environment(base: Path, job: LocalJob) -> dict[str, str]:
-    """The container's environment: the image's settings plus what the platform sets."""
-    env = {**os.environ, **job.environment}
-    env.setdefault("SAGEMAKER_TRAINING_MODULE", FRAMEWORK_MODULE)
-    env.update(
-        SAGEMAKER_BASE_DIR=str(base),
-        # Host names such as algo-2 resolve only on SageMaker's network; this
-        # skips the toolkit's wait for them (15 minutes of retries otherwise).
-        SM_STUDIO_LOCAL_MODE="true",
-        TRAINING_JOB_NAME=job.name,
-        AWS_REGION=job.region,
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str]) -> None:
+def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) -> None:
     """Copy a host's output to its log file and, prefixed, to ``sink``.
 
     The log is complete even if ``sink`` goes away (``train-local | head``):
@@ -105,6 +107,7 @@ def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str]) -> None:
     """
     echo = True
     with log.open("wb") as out:
+        out.write(first.encode())
         for line in iter(stream.readline, b""):
             out.write(line)
             if echo:
@@ -115,78 +118,145 @@ def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str]) -> None:
                     echo = False
 
 
-def pack_dir(folder: Path, archive: Path) -> Path:
-    """``folder``'s contents as a gzipped tar with paths relative to it, as SageMaker packs them."""
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
-    return archive
+@contextlib.contextmanager
+def _scratch(job: LocalJob) -> Iterator[Path]:
+    """A temp folder for channel copies and base dirs, removed however the job ends."""
+    root = Path(tempfile.mkdtemp(prefix=f"train-local-{job.name}-"))
+    try:
+        yield root
+    finally:
+        with stops.deferred():
+            shutil.rmtree(root, ignore_errors=True)
 
 
-def run_job(job: LocalJob, job_dir: Path, sink: IO[str] = sys.stdout) -> JobResult:
-    """Run ``job`` to completion; artifacts and per-host logs land in ``job_dir``."""
+@dataclass
+class _Run:
+    """How the hosts ended: exited by themselves, or stopped (and why)."""
+
+    stopped_by: str | None = None  # "timeout" or "interrupt"
+    graceful: bool = True
+    stopped: frozenset[int] = frozenset()  # pids of the hosts still running when the stop began
+
+
+def _supervise(hosts: processes.Hosts, job: LocalJob, grace: float, report: Callable[[str], None]) -> _Run:
+    run = _Run()
+    try:
+        if not hosts.wait(job.max_runtime_seconds):
+            run.stopped_by = "timeout"
+    except KeyboardInterrupt:
+        run.stopped_by = "interrupt"
+    if hosts.running():  # stopped, or another host failed
+        run.stopped = frozenset(p.pid for p in hosts.running())
+        if run.stopped_by:
+            why = "--max-runtime reached" if run.stopped_by == "timeout" else "stop requested"
+            report(f"{why}: SIGTERM sent to the training processes; up to {grace:g} s before SIGKILL (Ctrl-C: now)")
+        with stops.counting() as again:
+            run.graceful = hosts.stop(grace, again)
+    return run
+
+
+def _lay_out(job: LocalJob, runner: Runner, root: Path) -> dict[str, Path]:
+    """Each host's base dir: the channels (fetched once), the config files, the restored checkpoints."""
+    channel_data = {}
+    for channel, given in job.channels.items():
+        channel_data[channel] = root / "channels" / channel
+        channels.fetch(given.source, channel_data[channel], job.region)
+    hyperparameters = runner.hyperparameters(job)
+    bases = {host: root / host for host in job_config.host_names(job.instance_count)}
+    for host, base in bases.items():
+        prepare_base_dir(base, job, host, channel_data, hyperparameters)
+        if job.checkpoint_uri:
+            checkpoints.restore(job.checkpoint_uri, checkpoint_dir(base, job), job.region)
+    return bases
+
+
+def run_job(
+    job: LocalJob,
+    job_dir: Path,
+    runner: Runner | None = None,
+    *,
+    stop_grace: float = processes.DEFAULT_STOP_GRACE_SECONDS,
+    sink: IO[str] = sys.stdout,
+    report: Callable[[str], None] | None = None,
+) -> JobResult:
+    """Run ``job`` to its end; artifacts and per-host logs land in ``job_dir``. The runner defaults to
+    the Docker-free one (its environment is made now if this is its first use)."""
+    say = report or (lambda line: print(line, file=sys.stderr))
+    runner = runner or runners.process_runner(None, say)
     job_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"{job.name}-") as scratch:
-        root = Path(scratch)
-        channel_data = {}
-        for channel, given in job.channels.items():
-            channel_data[channel] = root / "channels" / channel
-            channels.fetch(given.source, channel_data[channel], job.region)
-        hosts = job_config.host_names(job.instance_count)
-        bases = {host: root / host for host in hosts}
-        for host, base in bases.items():
-            prepare_base_dir(base, job, host, channel_data)
-        logs = {host: job_dir / f"{host}.log" for host in hosts}
-        running = processes.Hosts()
+    with stops.interrupting(), _scratch(job) as root:
+        bases = _lay_out(job, runner, root)
+        make_host = runner.prepare(job, root, say)
+        logs = {host: job_dir / f"{host}.log" for host in bases}
+        described = runner.describe()  # which Python or image: first in the output and in each log
+        print(described, file=sink, flush=True)
+        hosts = processes.Hosts()
         pumps = []
-        with processes.stop_signals_interrupt():
-            try:
-                for host, base in bases.items():
-                    process = running.start(TRAIN_COMMAND, host_environment(base, job), base)
-                    prefix = f"[{host}] " if len(hosts) > 1 else ""
-                    pump = threading.Thread(target=_pump, args=(process.stdout, logs[host], prefix, sink), daemon=True)
-                    pump.start()
-                    pumps.append(pump)
-                finished = running.wait(job.max_runtime_seconds)
-            finally:
-                running.stop()  # also on Ctrl-C: no host outlives the job
+        try:
+            for host, base in bases.items():
+                process = hosts.start(make_host(host, base))
+                prefix = f"[{host}] " if len(bases) > 1 else ""
+                args = (process.stdout, logs[host], prefix, sink, f"[train-local] {described}\n")
+                pumps.append(threading.Thread(target=_pump, args=args, daemon=True))
+                pumps[-1].start()
+            run = _supervise(hosts, job, stop_grace, say)
+        finally:
+            with stops.counting():  # whatever happened above, no host outlives this block
+                hosts.kill()
+                hosts.close()
                 for pump in pumps:
-                    pump.join(timeout=processes.KILL_GRACE_SECONDS)
-        return _collect(job, job_dir, bases, logs, running.processes, finished)
+                    pump.join(timeout=processes.KILL_WAIT_SECONDS)
+        return _finish(job, job_dir, bases, logs, hosts, run, say)
 
 
-def _collect(
+def _finish(
     job: LocalJob,
     job_dir: Path,
     bases: Mapping[str, Path],
     logs: Mapping[str, Path],
-    exited: list[subprocess.Popen[bytes]],
-    finished: bool,
+    hosts: processes.Hosts,
+    run: _Run,
+    report: Callable[[str], None],
 ) -> JobResult:
-    """Exit code, failure reason, metrics and artifacts, read from the leader (algo-1) first."""
-    leader = next(iter(bases))
-    reason = None
-    exit_code = 0
-    if not finished:
-        exit_code = ExitStatus.TIMEOUT
-        reason = f"MaxRuntimeExceeded: the job ran longer than {job.max_runtime_seconds:g} s and was stopped"
-    else:
-        failed = [
-            (host, base, process.returncode)
-            for (host, base), process in zip(bases.items(), exited, strict=True)
-            if process.returncode != 0
-        ]
-        # The host that wrote a failure file is the cause; the others were stopped because of it.
-        failed.sort(key=lambda item: not (item[1] / "output" / "failure").exists())
-        if failed:
-            host, base, code = failed[0]
-            exit_code = code if code > 0 else 128 - code  # killed by signal N: 128 + N, as a shell reports
-            failure = base / "output" / "failure"
-            text = failure.read_text().strip() if failure.exists() else "no output/failure file was written"
-            reason = f"{host}: {text}" if len(bases) > 1 else text  # as SageMaker reports it
+    """Checkpoints back, exit code and reason, metrics, artifacts: the platform's part after the job."""
+    exit_code, reason = _outcome(job, bases, logs, hosts, run)
+    metrics = parse_metrics(logs[next(iter(bases))].read_text(errors="replace"), job.metric_definitions)
     model = output = None
-    if exit_code == 0:
-        model = pack_dir(bases[leader] / "model", job_dir / "model.tar.gz")
-        output = pack_dir(bases[leader] / "output" / "data", job_dir / "output.tar.gz")
-    metrics = parse_metrics(logs[leader].read_text(errors="replace"), job.metric_definitions)
+    try:
+        if job.checkpoint_uri:
+            for base in bases.values():
+                count = checkpoints.sync(checkpoint_dir(base, job), job.checkpoint_uri, job.region)
+                report(f"checkpoints: {count} file(s) copied to {job.checkpoint_uri}")
+        if exit_code == 0:
+            leader = bases[next(iter(bases))]
+            model = files.pack_dir(leader / "model", job_dir / "model.tar.gz")
+            output = files.pack_dir(leader / "output" / "data", job_dir / "output.tar.gz")
+    except KeyboardInterrupt:
+        exit_code, model, output = ExitStatus.INTERRUPTED, None, None
+        reason = "Stopped: interrupted while copying checkpoints or packing the artifacts; none was kept half-written"
     return JobResult(exit_code, reason, metrics, model, output, dict(logs))
+
+
+def _outcome(
+    job: LocalJob, bases: Mapping[str, Path], logs: Mapping[str, Path], hosts: processes.Hosts, run: _Run
+) -> tuple[int, str | None]:
+    """Exit code and failure reason, as SageMaker reports them; the host that failed first is the cause."""
+    ending = "" if run.graceful else " (the grace period ran out: SIGKILL)"
+    if run.stopped_by == "timeout":
+        limit = job.max_runtime_seconds or 0
+        return ExitStatus.TIMEOUT, f"MaxRuntimeExceeded: the job ran longer than {limit:g} s and was stopped{ending}"
+    if run.stopped_by == "interrupt":
+        return ExitStatus.INTERRUPTED, f"Stopped: interrupted{ending}"
+    failed = [
+        (process.pid in run.stopped, host, base, process.returncode)
+        for (host, base), process in zip(bases.items(), hosts.processes, strict=True)
+        if process.returncode != 0
+    ]
+    if not failed:
+        return 0, None
+    # A host that failed by itself is the cause; the others were stopped because of it.
+    _, host, base, code = min(failed, key=lambda item: item[0])
+    failure_file = base / "output" / "failure"
+    text = failure_file.read_text(errors="replace") if failure_file.exists() else None
+    why = failure.reason(text, logs[host].read_text(errors="replace"), code)
+    return code, (f"{host}: {why}" if len(bases) > 1 else why)  # as SageMaker reports it

@@ -8,10 +8,12 @@ both commands hand the script the same files and variables for the same request.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 from pipeline.errors import UnsupportedExpression
-from pipeline.local.job import LocalJob
+from pipeline.local import checkpoints
+from pipeline.local.job import BASE_DIR, LocalJob
 from pipeline.local.job_config import ChannelInput
 
 # CreateTrainingJob arguments the local runner honours, or that change nothing on one machine.
@@ -27,6 +29,7 @@ HONOURED = {
     "Tags",
     "DebugHookConfig",
     "ProfilerConfig",
+    "CheckpointConfig",
 }
 
 
@@ -39,6 +42,7 @@ def training_request(
     instance_type: str,
     instance_count: int,
     max_runtime_seconds: int | None,
+    checkpoint_uri: str | None = None,
 ) -> dict[str, Any]:
     """A request as a pipeline step's arguments read once evaluated; channel sources may be folders."""
     request: dict[str, Any] = {
@@ -64,6 +68,8 @@ def training_request(
     }
     if max_runtime_seconds is not None:
         request["StoppingCondition"] = {"MaxRuntimeInSeconds": max_runtime_seconds}
+    if checkpoint_uri is not None:
+        request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": checkpoints.DEFAULT_LOCAL_PATH}
     return request
 
 
@@ -79,6 +85,14 @@ def _channel(entry: Mapping[str, Any], where: str) -> ChannelInput:
     )
 
 
+def _checkpoint_local_path(config: Mapping[str, Any], where: str) -> str:
+    """``LocalPath``, which must lie under ``/opt/ml``: the base dir stands for it here."""
+    path = str(config.get("LocalPath") or checkpoints.DEFAULT_LOCAL_PATH)
+    if not PurePosixPath(path).is_relative_to(BASE_DIR) or ".." in PurePosixPath(path).parts:
+        raise UnsupportedExpression(f"{where}: CheckpointConfig.LocalPath {path} is outside {BASE_DIR}")
+    return path
+
+
 def local_job(request: Mapping[str, Any], *, name: str, region: str, where: str = "training job") -> LocalJob:
     """The job a request describes; an argument it cannot honour here is named, never ignored."""
     unknown = sorted(set(request) - HONOURED)
@@ -86,6 +100,7 @@ def local_job(request: Mapping[str, Any], *, name: str, region: str, where: str 
         raise UnsupportedExpression(f"{where}: argument {unknown[0]} is not supported locally")
     resources = request["ResourceConfig"]
     runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    checkpoint = request.get("CheckpointConfig") or {}
     return LocalJob(
         name=name,
         hyperparameters=dict(request.get("HyperParameters", {})),
@@ -96,4 +111,7 @@ def local_job(request: Mapping[str, Any], *, name: str, region: str, where: str 
         region=region,
         metric_definitions=list(request.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])),
         environment=dict(request.get("Environment", {})),
+        role_arn=request.get("RoleArn"),
+        checkpoint_uri=checkpoint.get("S3Uri"),
+        checkpoint_local_path=_checkpoint_local_path(checkpoint, where),
     )

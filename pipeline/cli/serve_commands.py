@@ -1,0 +1,48 @@
+"""``serve-local``: serve a trained model here, Docker-free, with the image's own server and handlers.
+
+The framework package's ``serve`` is the server the image runs (``docker run IMAGE serve``),
+so a request answered here is answered the same way by an endpoint on the registered model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tarfile
+from pathlib import Path
+
+from pipeline.cli.common import DEFAULT_OUTPUT_DIR
+from pipeline.errors import SettingsError
+
+
+def latest_model(output_dir: Path = DEFAULT_OUTPUT_DIR) -> Path:
+    """The newest ``model.tar.gz`` a local job left, or an error naming how to make one."""
+    models = sorted(output_dir.glob("*/model.tar.gz"), key=lambda p: p.stat().st_mtime)
+    if not models:
+        raise SettingsError(f"no model.tar.gz under {output_dir}: run train-local first, or pass --model")
+    return models[-1]
+
+
+def model_dir(model: Path) -> Path:
+    """A folder holding the model: ``model`` itself, or ``model.tar.gz`` unpacked beside it once."""
+    if model.is_dir():
+        return model
+    if not model.is_file() or not tarfile.is_tarfile(model):
+        raise SettingsError(f"--model {model}: pass a model.tar.gz or a folder holding the model")
+    folder = model.with_name("serving-model")
+    if not folder.is_dir():
+        partial = model.with_name("serving-model.partial")
+        with tarfile.open(model) as tar:
+            tar.extractall(partial, filter="data")
+        partial.rename(folder)
+    return folder
+
+
+def cmd_serve_local(args: argparse.Namespace) -> int:
+    from custom_framework_training.serving import StartupError, serve
+
+    model = model_dir(args.model or latest_model(args.output_dir))
+    try:
+        serve(model, args.source_dir, args.host, args.port, args.workers)  # blocks, then exits the process
+    except StartupError as error:
+        raise SettingsError(str(error)) from None
+    return 0

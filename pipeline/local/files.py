@@ -1,0 +1,63 @@
+"""File operations a job depends on, made safe: copies that refuse symlink loops, and files that
+appear complete or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.errors import ChannelError
+
+
+def copy_tree(source: Path, destination: Path) -> int:
+    """Copy ``source``'s files into ``destination``, following symlinks as SageMaker's File mode sees
+    data (plain files); a folder link back to one of its ancestors is refused by name. Returns the count."""
+    count = 0
+    source = Path(source)
+    stack = [(source, destination, (os.path.realpath(source),))]
+    while stack:
+        folder, target, ancestors = stack.pop()
+        target.mkdir(parents=True, exist_ok=True)
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path = Path(entry.path)
+                if entry.is_dir():  # follows links
+                    real = os.path.realpath(path)
+                    if real in ancestors:
+                        raise ChannelError(f"{path} is a symlink loop (it points back to {real}): remove or fix it")
+                    stack.append((path, target / entry.name, (*ancestors, real)))
+                elif entry.is_file():
+                    shutil.copyfile(path, target / entry.name)
+                    count += 1
+                elif entry.is_symlink():
+                    raise ChannelError(f"{path} is a broken symlink: remove or fix it")
+    return count
+
+
+@contextlib.contextmanager
+def written_atomically(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; renamed to ``path`` only when the block completes,
+    so an interrupted write never leaves a file that looks finished. I/O errors name ``path``."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    except OSError as error:
+        if error.filename is None:  # a full disk reports no file name from write()
+            raise OSError(error.errno or errno.EIO, error.strerror or str(error), str(path)) from None
+        raise
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def pack_dir(folder: Path, archive: Path) -> Path:
+    """``folder``'s contents as a gzipped tar with paths relative to it, as SageMaker packs them."""
+    with written_atomically(archive) as partial, tarfile.open(partial, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return archive

@@ -1,0 +1,195 @@
+"""A host's init process: what a container's PID 1 and its runtime do for a training job, without one.
+
+Run as a script (``python -I -S host_init.py MODE [--term JSON --kill JSON] -- COMMAND...``), standard library only,
+so it starts in milliseconds under any interpreter. It runs ``COMMAND`` (the toolkit's
+``train``, or an engine's ``run``) as its child, and reads one-word requests on stdin, a
+pipe from the CLI:
+
+``term``  the user processes get SIGTERM (the toolkit is kept alive, so it can report how
+          its script ended); processes started later get it too.
+``kill``  everything is killed now.
+EOF       the CLI is gone, even by SIGKILL (a pipe closes with its last holder): as ``kill``,
+          then the job's temp folder (``--scratch``) is removed, as the CLI would have.
+
+MODE ``process``: this process is a child subreaper, so descendants that daemonize or start
+new sessions are re-parented here instead of to init, and "everything" means every
+descendant; when ``COMMAND`` exits the rest are killed, as when a container's PID 1 exits.
+MODE ``container``: ``--term`` and ``--kill`` give the engine commands that do the same
+inside the container (its processes belong to the engine, not to this tree).
+The exit status is ``COMMAND``'s (128 + N when signal N ended it). A stop signal sent to
+this process itself counts as ``term``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+TICK_SECONDS = 0.2
+KILL_ROUNDS = 50
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, from /proc (a process may vanish while it is read)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return parents
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below ``root``; with the subreaper flag, orphans of the tree stay below it."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _signal(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _quietly(command: list[str]) -> None:
+    subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+class Supervisor:
+    def __init__(self, mode: str, command: list[str], term: list[str] | None, kill: list[str] | None) -> None:
+        self.orphaned = False
+        self.mode = mode
+        self.term_command = term
+        self.kill_command = kill
+        # The child gets /dev/null as stdin (not the control pipe) and default stop signals.
+        self.child = os.posix_spawnp(
+            command[0],
+            command,
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+            setsigdef=STOP_SIGNALS,
+        )
+        self.status: int | None = None
+        self.terminating = False  # a term request came: keep telling new user processes
+        self.told: set[int] = set()
+
+    def _reap(self) -> None:
+        """Collect every exited child (orphans re-parented here too), noting the command's status."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.child:
+                self.status = status
+
+    def terminate(self) -> None:
+        """SIGTERM to every process below the command (the toolkit), once each."""
+        if self.mode == "container":
+            if self.term_command and not self.told:
+                _quietly(self.term_command)
+                self.told.add(self.child)
+        else:
+            fresh = descendants(self.child) - self.told
+            _signal(fresh, signal.SIGTERM)
+            self.told |= fresh
+        self.terminating = True
+
+    def kill(self) -> None:
+        if self.mode == "container":
+            if self.kill_command:
+                _quietly(self.kill_command)
+            _signal({self.child}, signal.SIGKILL)
+            return
+        for _ in range(KILL_ROUNDS):  # a process forking while it is killed needs another round
+            left = descendants(os.getpid())
+            if not left:
+                return
+            _signal(left, signal.SIGKILL)
+            time.sleep(0.01)
+            self._reap()
+
+    def request_term(self, *_: object) -> None:
+        self.terminating = True
+
+    def run(self) -> int:
+        selector = selectors.DefaultSelector()
+        control = sys.stdin.fileno()
+        selector.register(control, selectors.EVENT_READ)
+        selector.register(os.pidfd_open(self.child), selectors.EVENT_READ)
+        while self.status is None:
+            for key, _ in selector.select(TICK_SECONDS):
+                if key.fd != control:
+                    continue
+                request = os.read(control, 64)
+                if b"term" in request:
+                    self.terminate()
+                if b"kill" in request or not request:
+                    self.kill()
+                if not request:
+                    self.orphaned = True
+                    selector.unregister(control)
+            if self.terminating:
+                self.terminate()  # a script started after the request gets it too
+            self._reap()
+        if self.mode == "process":
+            self.kill()  # the job is over: nothing it started lives on
+        if os.WIFEXITED(self.status):
+            return os.WEXITSTATUS(self.status)
+        return 128 + os.WTERMSIG(self.status)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("process", "container"))
+    parser.add_argument("--term", type=json.loads, help="container mode: command that SIGTERMs the user processes")
+    parser.add_argument("--kill", type=json.loads, help="container mode: command that removes the container")
+    parser.add_argument("--scratch", help="the job's temp folder, removed if the CLI dies")
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
+    if not command:
+        parser.error("no command after --")
+    if args.mode == "process":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    requests: list[int] = []
+    for sig in STOP_SIGNALS:  # before the child exists, so none is missed; the child gets the defaults
+        signal.signal(sig, lambda sig, _: requests.append(sig))
+    supervisor = Supervisor(args.mode, command, args.term, args.kill)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, supervisor.request_term)
+    if requests:
+        supervisor.request_term()
+    status = supervisor.run()
+    if supervisor.orphaned and args.scratch:
+        import shutil  # only on this path: the init starts faster without it
+
+        shutil.rmtree(args.scratch, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
