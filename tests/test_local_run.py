@@ -147,3 +147,45 @@ def test_steps_it_cannot_run_are_named_before_anything_runs():
     assert local_run.check_runnable(definition, ["MaxIter=7"]) == {"MaxIter": 7}
     with pytest.raises(ParameterError, match="expects int"):
         local_run.check_runnable(definition, ["MaxIter=seven"])
+
+
+# --- the whole DAG: train, evaluate, gate, then register or fail ---------------------------------
+
+
+def model_packages(group: str) -> list[dict]:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    return sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+
+
+def test_the_gate_met_registers_the_model_with_its_metrics(aws_env, tmp_path):
+    assert run_cli("upsert").returncode == 0
+    done = run_cli("run", "--local", "--deployed", "--param", "MaxIter=20", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in ("step Train: Succeeded", "step Evaluate: Succeeded", "step Gate: condition met"):
+        assert line in done.stdout
+    (package,) = model_packages("test-pipeline")
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    sm = boto3.client("sagemaker", region_name=REGION)
+    described = sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])
+    statistics = described["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    bucket, _, key = statistics.removeprefix("s3://").partition("/")
+    report = json.loads(boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read())
+    accuracy = report["binary_classification_metrics"]["accuracy"]["value"]
+    assert 0.7 <= accuracy <= 1
+    (container,) = described["InferenceSpecification"]["Containers"]
+    assert container["ModelDataUrl"].endswith("/output/model.tar.gz")
+    assert container["Image"] == aws_env["IMAGE_URI"]
+
+
+def test_the_gate_not_met_fails_the_run_and_registers_nothing(aws_env, tmp_path):
+    assert run_cli("upsert").returncode == 0
+    done = run_cli(
+        "run", "--local", "--deployed", "--param", "MinAccuracy=1.01", "--param", "MaxIter=20",
+        "--output-dir", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "step Gate: condition not met: running Fail" in done.stdout
+    (failed,) = [line for line in done.stdout.splitlines() if line.startswith("step Fail: Failed: ")]
+    assert "binary_classification_metrics.accuracy.value = 0." in failed and "threshold 1.01" in failed
+    sm = boto3.client("sagemaker", region_name=REGION)
+    assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []

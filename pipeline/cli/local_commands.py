@@ -165,9 +165,9 @@ def _run(args: argparse.Namespace) -> int:
         region=settings.region,
         stop_grace=args.stop_grace,
     )
-    if steps and all(step.result.succeeded for step in steps):
+    if steps and all(step.succeeded for step in steps):
         return ExitStatus.OK
-    last = steps[-1].result.exit_code if steps else ExitStatus.JOB_FAILED
+    last = steps[-1].exit_code if steps else ExitStatus.JOB_FAILED
     return last if last in (ExitStatus.INTERRUPTED, ExitStatus.TIMEOUT) else ExitStatus.JOB_FAILED
 
 

@@ -59,8 +59,9 @@ class Scope:
     ) -> None:
         self.parameters = parameters
         self.execution = execution
-        self.steps = steps or {}  # step name -> its properties (as DescribeTrainingJob & co. give them)
-        self.files = files or {}  # "Steps.NAME.PropertyFiles.FILE" -> the parsed JSON document
+        # step name -> its properties (as DescribeTrainingJob & co. give them); shared, grows during a run
+        self.steps = {} if steps is None else steps
+        self.files = {} if files is None else files  # "Steps.NAME.PropertyFiles.FILE" -> the parsed JSON
 
     def get(self, path: str) -> Any:
         scope, _, rest = path.partition(".")

@@ -99,7 +99,7 @@ def prepare_base_dir(
         files.copy_tree(source, base / "input" / "data" / channel)
 
 
-def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) -> None:
+def pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) -> None:
     """Copy a host's output to its log file and, prefixed, to ``sink``.
 
     The log is complete even if ``sink`` goes away (``train-local | head``):
@@ -119,9 +119,9 @@ def _pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) 
 
 
 @contextlib.contextmanager
-def _scratch(job: LocalJob) -> Iterator[Path]:
+def scratch_dir(name: str) -> Iterator[Path]:
     """A temp folder for channel copies and base dirs, removed however the job ends."""
-    root = Path(tempfile.mkdtemp(prefix=f"train-local-{job.name}-"))
+    root = Path(tempfile.mkdtemp(prefix=f"train-local-{name}-"))
     try:
         yield root
     finally:
@@ -130,7 +130,7 @@ def _scratch(job: LocalJob) -> Iterator[Path]:
 
 
 @dataclass
-class _Run:
+class HostsRun:
     """How the hosts ended: exited by themselves, or stopped (and why)."""
 
     stopped_by: str | None = None  # "timeout" or "interrupt"
@@ -138,10 +138,13 @@ class _Run:
     stopped: frozenset[int] = frozenset()  # pids of the hosts still running when the stop began
 
 
-def _supervise(hosts: processes.Hosts, job: LocalJob, grace: float, report: Callable[[str], None]) -> _Run:
-    run = _Run()
+def supervise(
+    hosts: processes.Hosts, max_runtime: float | None, grace: float, report: Callable[[str], None]
+) -> HostsRun:
+    """Wait for the hosts; on a stop or a timeout, SIGTERM them and give them ``grace`` seconds."""
+    run = HostsRun()
     try:
-        if not hosts.wait(job.max_runtime_seconds):
+        if not hosts.wait(max_runtime):
             run.stopped_by = "timeout"
     except KeyboardInterrupt:
         run.stopped_by = "interrupt"
@@ -184,7 +187,7 @@ def run_job(
     say = report or (lambda line: print(line, file=sys.stderr))
     runner = runner or runners.process_runner(None, say)
     job_dir.mkdir(parents=True, exist_ok=True)
-    with stops.interrupting(), _scratch(job) as root:
+    with stops.interrupting(), scratch_dir(job.name) as root:
         bases = _lay_out(job, runner, root)
         make_host = runner.prepare(job, root, say)
         logs = {host: job_dir / f"{host}.log" for host in bases}
@@ -197,15 +200,15 @@ def run_job(
                 process = hosts.start(make_host(host, base))
                 prefix = f"[{host}] " if len(bases) > 1 else ""
                 args = (process.stdout, logs[host], prefix, sink, f"[train-local] {described}\n")
-                pumps.append(threading.Thread(target=_pump, args=args, daemon=True))
+                pumps.append(threading.Thread(target=pump, args=args, daemon=True))
                 pumps[-1].start()
-            run = _supervise(hosts, job, stop_grace, say)
+            run = supervise(hosts, job.max_runtime_seconds, stop_grace, say)
         finally:
             with stops.counting():  # whatever happened above, no host outlives this block
                 hosts.kill()
                 hosts.close()
-                for pump in pumps:
-                    pump.join(timeout=processes.KILL_WAIT_SECONDS)
+                for thread in pumps:
+                    thread.join(timeout=processes.KILL_WAIT_SECONDS)
         return _finish(job, job_dir, bases, logs, hosts, run, say)
 
 
@@ -215,7 +218,7 @@ def _finish(
     bases: Mapping[str, Path],
     logs: Mapping[str, Path],
     hosts: processes.Hosts,
-    run: _Run,
+    run: HostsRun,
     report: Callable[[str], None],
 ) -> JobResult:
     """Checkpoints back, exit code and reason, metrics, artifacts: the platform's part after the job."""
@@ -238,7 +241,7 @@ def _finish(
 
 
 def _outcome(
-    job: LocalJob, bases: Mapping[str, Path], logs: Mapping[str, Path], hosts: processes.Hosts, run: _Run
+    job: LocalJob, bases: Mapping[str, Path], logs: Mapping[str, Path], hosts: processes.Hosts, run: HostsRun
 ) -> tuple[int, str | None]:
     """Exit code and failure reason, as SageMaker reports them; the host that failed first is the cause."""
     ending = "" if run.graceful else " (the grace period ran out: SIGKILL)"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.errors import UnsupportedExpression
 from pipeline.local import container, host_env, runtime
 from pipeline.local.job_config import PROGRAM, SUBMIT_DIRECTORY
 from pipeline.local.processes import HostCommand
@@ -32,6 +33,16 @@ class JobSpec(Protocol):
     role_arn: str | None
     hyperparameters: Mapping[str, str]
     environment: Mapping[str, str]
+
+
+class ProcessingSpec(Protocol):
+    """What a runner reads of a processing job (:class:`pipeline.local.processing.ProcessingJob`)."""
+
+    name: str
+    region: str
+    role_arn: str | None
+    environment: Mapping[str, str]
+    argv: tuple[str, ...]  # the container's entrypoint and arguments, paths as the job sees them
 
 
 def code_archive(job: JobSpec) -> Path | None:
@@ -92,13 +103,28 @@ class ProcessRunner:
             with tarfile.open(archive) as tar:
                 tar.extractall(code, filter="data")
             environment = runtime.ensure_layer(environment, code, report)
+        return self._hosts(job, scratch, environment, [str(environment.root / "bin" / "train")])
+
+    def processing(self, job: ProcessingSpec, scratch: Path) -> HostFactory:
+        """How a processing job's container command runs here: its ``python3`` is the job's Python."""
+        command = list(job.argv)
+        if command and command[0] in ("python", "python3"):
+            command = command[1:]
+        else:
+            raise UnsupportedExpression(f"{job.name}: only a python3 entrypoint runs locally, not {job.argv[:1]}")
+        return self._hosts(job, scratch, self.environment, command)
+
+    def _hosts(
+        self, job: ProcessingSpec | JobSpec, scratch: Path, environment: runtime.JobEnvironment, command: list[str]
+    ) -> HostFactory:
+        """``command`` run by the job's throwaway venv, with the image's, the platform's and the job's variables."""
         venv = scratch / "venv"
         python = runtime.job_venv(venv, environment)
         bins = [str(venv / "bin"), *([str(environment.layer / "bin")] if environment.layer else [])]
         bins.append(str(environment.root / "bin"))
         image = host_env.relocate(host_env.image_environment(DOCKERFILE.read_text()), str(venv), bins)
         passed = host_env.passed_through(os.environ, host_env.NETWORK + host_env.HOST_FILES, host_env.HOST_PREFIXES)
-        train = [str(python), str(environment.root / "bin" / "train")]
+        argv = [str(python), *command]
 
         def host(name: str, base: Path) -> HostCommand:
             env = host_env.environment(
@@ -108,7 +134,7 @@ class ProcessRunner:
                 platform_vars=host_env.platform(job.name, job.region, job.role_arn),
                 local={"SAGEMAKER_BASE_DIR": str(base), "SM_STUDIO_LOCAL_MODE": "true"},
             )
-            return HostCommand(train, env, base, scratch=scratch)
+            return HostCommand(argv, env, base, scratch=scratch)
 
         return host
 

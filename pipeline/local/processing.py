@@ -1,0 +1,147 @@
+"""A processing job on this machine, through the same machinery as a training job.
+
+A pipeline's Evaluate step is a CreateProcessingJob request: inputs copied from S3 to
+``/opt/ml/processing/...``, the container's entrypoint run, outputs uploaded from there.
+Here one host runs in the job environment with a base dir standing for ``/opt/ml``
+(paths in the request are moved under it), supervised, stopped and logged as a training
+host is, and the outputs go to their S3 URIs as SageMaker puts them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline import aws
+from pipeline.errors import ExitStatus, UnsupportedExpression
+from pipeline.local import channels, processes, stops
+from pipeline.local.job import BASE_DIR, pump, scratch_dir, supervise
+from pipeline.local.runners import ProcessRunner
+
+HONOURED = {
+    "AppSpecification",
+    "ProcessingInputs",
+    "ProcessingOutputConfig",
+    "ProcessingResources",
+    "StoppingCondition",
+    "RoleArn",
+    "Environment",
+    "Tags",
+    "NetworkConfig",
+}
+
+
+@dataclass(frozen=True)
+class ProcessingJob:
+    """What a CreateProcessingJob request says, reduced to what a local run needs."""
+
+    name: str
+    argv: tuple[str, ...]  # ContainerEntrypoint + ContainerArguments, paths as the container sees them
+    inputs: tuple[tuple[str, str], ...]  # (S3 URI, LocalPath)
+    outputs: tuple[tuple[str, str, str], ...]  # (OutputName, LocalPath, S3 URI)
+    region: str
+    role_arn: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    max_runtime_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ProcessingResult:
+    exit_code: int
+    failure_reason: str | None
+    log: Path
+    outputs: dict[str, str]  # OutputName -> the S3 URI it was uploaded to
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0
+
+
+def _local(path: str, where: str) -> str:
+    if not (path == BASE_DIR or path.startswith(f"{BASE_DIR}/")):
+        raise UnsupportedExpression(f"{where}: {path} is outside {BASE_DIR}, which is all a local job can lay out")
+    return path
+
+
+def from_request(request: Mapping[str, Any], *, name: str, region: str, where: str) -> ProcessingJob:
+    """The job a request describes; an argument it cannot honour here is named, never ignored."""
+    unknown = sorted(set(request) - HONOURED)
+    if unknown:
+        raise UnsupportedExpression(f"{where}: argument {unknown[0]} is not supported locally")
+    app = request["AppSpecification"]
+    inputs = []
+    for item in request.get("ProcessingInputs", []):
+        source = item.get("S3Input")
+        if source is None:
+            raise UnsupportedExpression(f"{where}: input {item.get('InputName')} is not an S3 input")
+        inputs.append((source["S3Uri"], _local(source["LocalPath"], where)))
+    outputs = []
+    for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        target = item["S3Output"]
+        outputs.append((item["OutputName"], _local(target["LocalPath"], where), target["S3Uri"]))
+    runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    return ProcessingJob(
+        name=name,
+        argv=(*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        region=region,
+        role_arn=request.get("RoleArn"),
+        environment=dict(request.get("Environment", {})),
+        max_runtime_seconds=None if runtime is None else float(runtime),
+    )
+
+
+def _moved(argv: tuple[str, ...], base: Path) -> tuple[str, ...]:
+    """The command with every ``/opt/ml`` path moved under the base dir that stands for it."""
+    return tuple(str(base) + arg[len(BASE_DIR) :] if arg.startswith(f"{BASE_DIR}/") else arg for arg in argv)
+
+
+def run_processing(
+    job: ProcessingJob,
+    job_dir: Path,
+    runner: ProcessRunner,
+    *,
+    stop_grace: float = processes.DEFAULT_STOP_GRACE_SECONDS,
+    sink: IO[str] = sys.stdout,
+    report: Callable[[str], None] = print,
+) -> ProcessingResult:
+    """Inputs in, the entrypoint run, outputs uploaded; the log lands in ``job_dir``."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    log = job_dir / "algo-1.log"
+    with stops.interrupting(), scratch_dir(job.name) as root:
+        base = root / "algo-1"
+        for source, path in job.inputs:
+            channels.fetch(source, base / Path(path).relative_to(BASE_DIR), job.region)
+        for _, path, _ in job.outputs:
+            (base / Path(path).relative_to(BASE_DIR)).mkdir(parents=True, exist_ok=True)
+        command = runner.processing(replace(job, argv=_moved(job.argv, base)), root)("algo-1", base)
+        hosts = processes.Hosts()
+        try:
+            process = hosts.start(command)
+            thread = threading.Thread(target=pump, args=(process.stdout, log, "", sink, ""), daemon=True)
+            thread.start()
+            run = supervise(hosts, job.max_runtime_seconds, stop_grace, report)
+        finally:
+            with stops.counting():
+                hosts.kill()
+                hosts.close()
+                thread.join(timeout=processes.KILL_WAIT_SECONDS)
+        code = process.returncode if run.stopped_by is None else ExitStatus.INTERRUPTED
+        if code:
+            message = base / "output" / "message"
+            reason = message.read_text(errors="replace").strip() if message.exists() else None
+            return ProcessingResult(code, reason or f"the entrypoint exited {code}: see {log}", log, {})
+        uploaded = {}
+        s3 = aws.client("s3", job.region)
+        for name, path, uri in job.outputs:
+            folder = base / Path(path).relative_to(BASE_DIR)
+            bucket, prefix = aws.split_s3_uri(uri.rstrip("/"))
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                s3.upload_file(str(file), bucket, f"{prefix}/{file.relative_to(folder).as_posix()}")
+            uploaded[name] = uri
+        return ProcessingResult(0, None, log, uploaded)
