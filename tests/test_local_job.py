@@ -236,16 +236,26 @@ def test_train_local_cli_trains_the_real_model(tmp_path):
     assert 0.7 < accuracy <= 1.0
 
 
-def test_the_readme_main_command_trains_and_prints_the_definition(tmp_path):
-    """``python -m pipeline demo`` as the README runs it, from a project root: defaults only, no AWS."""
+def test_the_readme_main_command_runs_the_whole_pipeline_then_predicts(tmp_path):
+    """``python -m pipeline demo`` as the README runs it, from a project root: defaults only, no AWS
+    account (moto stands in), no Docker: train, evaluate, gate, register, then a served prediction."""
     shutil.copytree(ROOT / "user_src", tmp_path / "user_src", ignore=shutil.ignore_patterns("__pycache__"))
-    done = run_cli("demo", cwd=tmp_path)
+    done = run_cli("demo", cwd=tmp_path, env={"AWS_ENDPOINT_URL": "", "AWS_ACCESS_KEY_ID": ""})
     assert done.returncode == 0, done.stdout + done.stderr
-    (model,) = (tmp_path / "local-jobs").glob("*/model.tar.gz")
-    assert f"model: {model}" in done.stdout
+    for line in (
+        "created pipeline demo-pipeline",
+        "step Train: Succeeded",
+        "step Evaluate: Succeeded",
+        "step Gate: condition met: running Register-RegisterModel",
+        "step Register-RegisterModel: Succeeded: registered arn:aws:sagemaker:",
+    ):
+        assert line in done.stdout, line
+    (model,) = (tmp_path / "local-jobs").glob("*-Train/model.tar.gz")
+    assert f"--- serve {model.relative_to(tmp_path)} and predict one row" in done.stdout
     assert "validation:accuracy = " in done.stdout
-    definition = json.loads(done.stdout.split("--- pipeline definition (offline, example account values) ---", 1)[1])
-    assert definition["Steps"][0]["Type"] == "Training"
+    (prediction,) = [line for line in done.stdout.splitlines() if line.startswith("prediction: ")]
+    assert prediction in ("prediction: 0", "prediction: 1")
+    assert "werkzeug" not in done.stderr  # the stand-in's request log stays out
 
 
 def test_train_local_failure_shows_reason_and_exit_code(tmp_path):

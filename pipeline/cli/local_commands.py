@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cli import common
-from pipeline.definition.settings import DEFAULT_REGION, build_settings, region_from_environment
+from pipeline.definition.settings import DEFAULT_REGION, region_from_environment
 from pipeline.errors import ExitStatus, SettingsError
 from pipeline.local import stops
 
@@ -132,9 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from pipeline import aws
-    from pipeline.definition.render import render
+    from pipeline.deploy import validate
     from pipeline.deploy.state import deployed_pipeline
     from pipeline.local import executor
+    from pipeline.render_cache import cached_render
 
     if not args.local:
         raise SettingsError("run needs --local; to run on SageMaker use: python -m pipeline start")
@@ -147,7 +148,12 @@ def _run(args: argparse.Namespace) -> int:
         text = pipeline["PipelineDefinition"]
     else:
         settings = common.settings(args)
-        rendered = render(settings, common.source(args))
+        rendered = cached_render(
+            settings,
+            common.source(args),
+            use_cache=not args.no_cache,
+            check=lambda text: validate.check_steps(json.loads(text), {}, settings.pipeline_name),  # before upload
+        )
         text = rendered.definition
     definition = json.loads(text)
     values = executor.check_runnable(definition, args.param)  # before anything is uploaded or run
@@ -169,16 +175,3 @@ def _run(args: argparse.Namespace) -> int:
         return ExitStatus.OK
     last = steps[-1].exit_code if steps else ExitStatus.JOB_FAILED
     return last if last in (ExitStatus.INTERRUPTED, ExitStatus.TIMEOUT) else ExitStatus.JOB_FAILED
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.definition.render import render
-
-    code = cmd_train_local(args)
-    if code:
-        return code
-    print("--- pipeline definition (offline, example account values) ---")
-    common.no_aws()
-    rendered = render(build_settings({}, offline=True), common.source(args))
-    print(json.dumps(json.loads(rendered.definition), indent=2))
-    return ExitStatus.OK

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.cli import deploy_commands, local_commands
+from pipeline.cli import demo, deploy_commands, local_commands, serve_commands
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR, DEFAULT_SOURCE_DIR
 from pipeline.definition.contract import CONTRACT_FILE
 from pipeline.definition.settings import ENVIRONMENT
@@ -172,9 +172,19 @@ def parser() -> argparse.ArgumentParser:
             _settings_flags(p, settings)
         return p
 
-    p = command("demo", "train locally on the sample data, then print the pipeline definition (no AWS)", ())
-    _local_flags(p)
-    p.set_defaults(func=local_commands.cmd_demo)
+    p = command("demo", "the whole pipeline here on the sample data, then a prediction (no AWS account, no Docker)", ())
+    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+    p.set_defaults(func=demo.cmd_demo)
+
+    p = command("serve-local", "serve a trained model here with the image's server and your handlers", ())
+    p.add_argument("--model", type=Path, help="a model.tar.gz or folder [default: the newest under --output-dir]")
+    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where local jobs are")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_positive(int), default=8080, help="port to listen on")
+    p.add_argument("--workers", type=_positive(int), help="server processes [default: one per CPU]")
+    p.add_argument("--container", action="store_true", help="serve in the framework image (podman or docker)")
+    p.add_argument("--image", help="the image to serve in (implies --container) [default: build-local.sh's]")
+    p.set_defaults(func=serve_commands.cmd_serve_local)
 
     p = command("train-local", "run a training job here through the real toolkit, in the image's packages", ())
     _local_flags(p)
@@ -210,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
     _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.replace("source dir's", "definition's"))
     p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
     _job_runtime_flags(p)
+    _no_cache_flag(p)
     p.set_defaults(func=local_commands.cmd_run)
 
     p = command("status", "list recent executions", deploy_commands.RUN_SETTINGS, source=False)

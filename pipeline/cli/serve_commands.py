@@ -37,10 +37,32 @@ def model_dir(model: Path) -> Path:
     return folder
 
 
+def container_command(engine: str, image: str, model: Path, code: Path, host: str, port: int) -> list[str]:
+    """``ENGINE run ... IMAGE serve`` as SageMaker starts an endpoint: the model at ``/opt/ml/model``,
+    the handlers at ``SAGEMAKER_SUBMIT_DIRECTORY``, port 8080 published on ``host``."""
+    from pipeline.local import container
+
+    return [
+        *(engine, "run", "--rm", "--pull", "never", *container.run_flags(engine)),
+        *("--publish", f"{host}:{port}:8080"),
+        *("--volume", f"{model.resolve()}:/opt/ml/model:ro", "--volume", f"{code.resolve()}:/opt/ml/code:ro"),
+        *("--env", "SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/code", image, "serve"),
+    ]
+
+
 def cmd_serve_local(args: argparse.Namespace) -> int:
     from custom_framework_training.serving import StartupError, serve
 
     model = model_dir(args.model or latest_model(args.output_dir))
+    if args.container or args.image:
+        import subprocess
+
+        from pipeline.local import container
+
+        engine = container.engine()
+        image = args.image or container.built_image(engine)
+        container.check_image(engine, image)
+        return subprocess.call(container_command(engine, image, model, args.source_dir, args.host, args.port))
     try:
         serve(model, args.source_dir, args.host, args.port, args.workers)  # blocks, then exits the process
     except StartupError as error:
