@@ -335,3 +335,27 @@ def test_start_passes_a_new_fingerprint_after_the_data_changed(aws_env):
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=BUCKET, Key="test-pipeline/data/train/more.csv", Body=b"f0,label\n1,0\n")
     assert started_fingerprint() != first
+
+
+# What SageMaker does as the execution role for each step type of a definition.
+STEP_ACTIONS = {
+    "Training": {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"},
+    "Processing": {"sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"},
+    "RegisterModel": {"sagemaker:CreateModelPackage", "sagemaker:CreateModelPackageGroup"},
+    "Condition": set(),
+    "Fail": set(),
+}
+
+
+def test_the_execution_role_covers_every_step_the_definition_implies():
+    from pipeline.local.executor import all_steps
+
+    definition = json.loads(run_cli("definition", "--offline").stdout)
+    types = {step["Type"] for step in all_steps(definition["Steps"])}
+    assert types == set(STEP_ACTIONS), "a new step type needs its actions listed here"
+    policy = json.loads((ROOT / ".github" / "aws" / "execution-role-policy.json").read_text())
+    granted = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    needed = set().union(*(STEP_ACTIONS[t] for t in types)) | {"iam:PassRole", "s3:GetObject", "s3:PutObject"}
+    assert needed - granted == set()
+    # No experiment or trial per run, so no sagemaker:CreateExperiment/CreateTrial/AssociateTrialComponent.
+    assert definition["PipelineExperimentConfig"] is None
