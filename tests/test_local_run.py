@@ -139,9 +139,9 @@ def test_steps_it_cannot_run_are_named_before_anything_runs():
 
     definition = {
         "Parameters": [{"Name": "MaxIter", "Type": "Integer", "DefaultValue": 100}],
-        "Steps": [{"Name": "Train", "Type": "Training"}, {"Name": "Evaluate", "Type": "Processing"}],
+        "Steps": [{"Name": "Train", "Type": "Training"}, {"Name": "Predict", "Type": "Transform"}],
     }
-    with pytest.raises(expressions.UnsupportedExpression, match="step Evaluate has type Processing"):
+    with pytest.raises(expressions.UnsupportedExpression, match="step Predict has type Transform"):
         local_run.check_runnable(definition, [])
     definition["Steps"] = definition["Steps"][:1]
     assert local_run.check_runnable(definition, ["MaxIter=7"]) == {"MaxIter": 7}

@@ -28,6 +28,8 @@
 #   TLS_VERIFY    false for a plain-HTTP registry under podman (docker allows 127.0.0.0/8 by itself)
 #   PYTHON        the project's Python (default: .venv/bin/python)
 #   DEPLOY_FAULT  skip-pull: leave out the pull of step 4; the rehearsal must then fail (a test shows it)
+#   DEPLOY_TESTS  what step 5 runs (default: tests, the whole container tier); the rehearsal names
+#                 one file, since CI has just run the whole tier on the same content
 #   and the CLI's settings: AWS_REGION, SAGEMAKER_BUCKET, SAGEMAKER_ROLE_ARN, PIPELINE_NAME, PIPELINE_TAGS
 # stdout: the image reference, last line. GITHUB_STEP_SUMMARY, when set, gets a summary.
 set -euo pipefail
@@ -171,7 +173,8 @@ cmd_deploy() {
         fi
 
         log "testing $repository@$digest"
-        CONTAINER_IMAGE="$repository@$digest" ENGINE="$ENGINE" "$PYTHON" -m pytest -m container >&2 ||
+        CONTAINER_IMAGE="$repository@$digest" ENGINE="$ENGINE" "$PYTHON" -m pytest -m container \
+            "${DEPLOY_TESTS:-tests}" >&2 ||
             die "the container tests failed on $repository@$digest: not tagged $tag, not upserted"
 
         $ENGINE tag "$repository@$digest" "$image"
