@@ -21,16 +21,19 @@ PYTHON = sys.executable
 def wall_time(command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> float:
     """Seconds one run of ``command`` takes; a failing command aborts the benchmark."""
     start = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         command,
         cwd=cwd,
         env={**os.environ, **(env or {})},
-        check=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         timeout=600,
     )
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        tail = done.stderr.decode(errors="replace").strip()[-2000:]
+        raise RuntimeError(f"{' '.join(map(str, command))} exited {done.returncode}:\n{tail}")
+    return seconds
 
 
 def interleaved(commands: Mapping[str, Callable[[], float]], runs: int = 7, warmup: int = 1) -> dict[str, float]:

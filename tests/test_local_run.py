@@ -9,7 +9,7 @@ import tarfile
 
 import boto3
 import pytest
-from support import BUCKET, PROBE_SRC, REGION, probe_reports, run_cli
+from support import BUCKET, PROBE_SRC, REGION, ROOT, probe_reports, run_cli
 
 from pipeline.definition import expressions
 from pipeline.errors import ParameterError
@@ -189,3 +189,14 @@ def test_the_gate_not_met_fails_the_run_and_registers_nothing(aws_env, tmp_path)
     assert "binary_classification_metrics.accuracy.value = 0." in failed and "threshold 1.01" in failed
     sm = boto3.client("sagemaker", region_name=REGION)
     assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+def test_after_an_edit_run_local_runs_the_whole_dag_on_the_new_code(aws_env, tmp_path):
+    """The loop while iterating: upsert once, edit, run --local (the new archive is uploaded by the run)."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    assert run_cli("upsert", "--source-dir", str(source)).returncode == 0
+    (source / "train.py").write_text((source / "train.py").read_text() + "\n# an edit\n")
+    done = run_cli("run", "--local", "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "step Evaluate: Succeeded" in done.stdout and "step Register-RegisterModel: Succeeded" in done.stdout

@@ -159,7 +159,8 @@ def _run(args: argparse.Namespace) -> int:
     values = executor.check_runnable(definition, args.param)  # before anything is uploaded or run
     runner = _runner(args)
     execution = executor.new_execution(settings.pipeline_name)
-    executor.check_inputs(definition, values, execution, settings.region)
+    uploading = frozenset({rendered.code_uri}) if rendered else frozenset()
+    executor.check_inputs(definition, values, execution, settings.region, uploading)
     if rendered:
         aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
     steps = executor.run(

@@ -103,11 +103,16 @@ def new_execution(pipeline_name: str) -> dict[str, str]:
 
 
 def check_inputs(
-    definition: Mapping[str, Any], values: Mapping[str, Any], execution: Mapping[str, str], region: str
+    definition: Mapping[str, Any],
+    values: Mapping[str, Any],
+    execution: Mapping[str, str],
+    region: str,
+    uploading: frozenset[str] = frozenset(),
 ) -> None:
     """Every channel and processing input that the parameters name holds data, checked before anything
     is uploaded or run (SageMaker refuses an empty input when the job starts). Inputs that another
-    step produces are checked when that step has run."""
+    step produces are checked when that step has run; ``uploading`` (the code archive the command
+    is about to upload) is not checked."""
     for step in all_steps(definition.get("Steps", [])):
         if step["Type"] == "Training":
             job, _ = training_job(step, Scope(values, execution), region)
@@ -122,7 +127,8 @@ def check_inputs(
         else:
             continue
         for source in sources:
-            channels.check(source, region)
+            if source not in uploading:
+                channels.check(source, region)
 
 
 class _Execution:
