@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def _first_row() -> str:
 
 def predict(model: Path, source_dir: Path, body: str) -> str:
     """Start ``serve-local`` on a free port, send one CSV request, stop the server by PID."""
-    from moto.server import ThreadedMotoServer  # noqa: F401  (the stand-in is up: moto is installed)
+    import urllib.request  # here, not at import: --help stays fast
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
