@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -33,3 +34,37 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     return env
+
+
+# --- the container tier: one engine and one image for every module ----------------------------
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    """docker where a Docker engine answers, else podman, as build-local.sh picks it (``ENGINE`` overrides).
+    Missing here, the container tests skip; CI installs podman, so there they fail."""
+    from pipeline.local import container
+
+    try:
+        return container.engine()
+    except container.ContainerError as missing:
+        if os.environ.get("CI"):
+            pytest.fail(str(missing), pytrace=False)
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="session")
+def image(engine: str) -> str:
+    """Built once per session by build-local.sh (cached); a failing build fails the tests.
+
+    ``CONTAINER_IMAGE`` names an image built elsewhere instead, such as the one the
+    deploy has just pulled from its registry: it is tested before it gets its tag.
+    """
+    from pipeline.local import container
+
+    if os.environ.get("CONTAINER_IMAGE"):
+        return os.environ["CONTAINER_IMAGE"]
+    try:
+        return container.built_image(engine)
+    except container.ContainerError as failed:
+        pytest.fail(str(failed), pytrace=False)

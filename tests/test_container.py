@@ -8,7 +8,6 @@ Slow (the first build makes a base image and installs wheels), so marked ``conta
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -27,31 +26,6 @@ pytestmark = pytest.mark.container
 RUN_TIMEOUT = 300
 IMAGE_SIZE_LIMIT = 600_000_000
 METRIC_LINE = re.compile(r"validation:accuracy = (\d+\.\d+)")
-
-
-@pytest.fixture(scope="module")
-def engine() -> str:
-    try:
-        return container.engine()
-    except container.ContainerError as missing:
-        if os.environ.get("CI"):
-            pytest.fail(str(missing), pytrace=False)
-        pytest.skip(str(missing))
-
-
-@pytest.fixture(scope="module")
-def image(engine: str) -> str:
-    """Built once per module; a failing build fails the tests instead of skipping them.
-
-    ``CONTAINER_IMAGE`` names an image built elsewhere instead, such as the one the
-    deploy workflow has just pushed: it is trained in before the pipeline may use it.
-    """
-    if os.environ.get("CONTAINER_IMAGE"):
-        return os.environ["CONTAINER_IMAGE"]
-    try:
-        return container.built_image(engine)
-    except container.ContainerError as failed:
-        pytest.fail(str(failed), pytrace=False)
 
 
 def containers(engine: str, job: str) -> list[str]:

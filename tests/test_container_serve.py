@@ -3,84 +3,28 @@
 code), answering real HTTP on a port published to 127.0.0.1.
 
 Slow (builds the image with framework_image/build-local.sh), so marked ``container``:
-``pytest -m container`` runs it. The engine and image fixtures follow tests/test_container.py.
+``pytest -m container`` runs it. The engine and image fixtures are tests/conftest.py's.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import resource
-import shutil
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
 from test_serving import ROW, free_port, train_sample_model
 
+from pipeline.local import container
+
 pytestmark = pytest.mark.container
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = ROOT / "framework_image" / "build-local.sh"
-BUILD_TIMEOUT = 1800
 START_TIMEOUT = 180
 RUN_TIMEOUT = 300
-
-
-def _engine() -> str | None:
-    """The engine build-local.sh picks: docker if a Docker engine answers, else podman."""
-    if os.environ.get("ENGINE"):
-        return os.environ["ENGINE"]
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-        if probe.returncode == 0:
-            return "docker"
-    return "podman" if shutil.which("podman") or os.environ.get("CI") else None
-
-
-def _hard_limit(which: int, cap: int) -> int:
-    hard = resource.getrlimit(which)[1]
-    return cap if hard == resource.RLIM_INFINITY else min(hard, cap)
-
-
-def _run_flags(engine: str) -> list[str]:
-    """podman here needs runc (crun refuses the hybrid cgroups) and ulimits within the host's hard limits."""
-    if engine != "podman":
-        return []
-    nofile = _hard_limit(resource.RLIMIT_NOFILE, 1_048_576)
-    nproc = _hard_limit(resource.RLIMIT_NPROC, 32768)
-    return ["--runtime", "runc", "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
-
-
-@pytest.fixture(scope="module")
-def engine() -> str:
-    found = _engine()
-    if found is None:
-        pytest.skip("neither podman nor a Docker engine here (CI installs podman)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def image(engine: str) -> str:
-    """Built once per module (``CONTAINER_IMAGE`` names one built elsewhere); a failing build fails the tests."""
-    if os.environ.get("CONTAINER_IMAGE"):
-        return os.environ["CONTAINER_IMAGE"]
-    build = subprocess.run(
-        [str(BUILD_SCRIPT)],
-        env={**os.environ, "ENGINE": engine},
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
-    if build.returncode != 0:
-        pytest.fail(f"build-local.sh exited {build.returncode}:\n{build.stderr[-4000:]}", pytrace=False)
-    return build.stdout.strip().splitlines()[-1]
 
 
 def _remove(engine: str, name: str) -> None:
@@ -113,7 +57,7 @@ def test_serves_the_model_over_http(engine, image, tmp_path):
     port = free_port()
     name = f"test-serve-{uuid.uuid4().hex[:12]}"
     log = tmp_path / "container.log"
-    command = [engine, "run", "--rm", "--name", name, *_run_flags(engine)]
+    command = [engine, "run", "--rm", "--name", name, *container.run_flags(engine)]
     command += ["--publish", f"127.0.0.1:{port}:8080", "--volume", f"{model_dir}:/opt/ml/model:ro", image, "serve"]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
@@ -138,7 +82,7 @@ def test_serves_the_model_over_http(engine, image, tmp_path):
 
 def test_serve_without_a_model_exits_with_one_line(engine, image):
     name = f"test-serve-{uuid.uuid4().hex[:12]}"
-    command = [engine, "run", "--rm", "--name", name, "--network", "none", *_run_flags(engine), image, "serve"]
+    command = [engine, "run", "--rm", "--name", name, "--network", "none", *container.run_flags(engine), image, "serve"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
     finally:

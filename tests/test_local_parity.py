@@ -57,27 +57,6 @@ SDK_DIFFERENCES = {
 CONTAINER_DIFFERENCES = {"SM_MODULE_DIR": "the archive's path", "SM_TRAINING_ENV": "holds it"}
 
 
-def _engine() -> str:
-    try:
-        return container.engine()
-    except container.ContainerError as missing:
-        if os.environ.get("CI"):
-            pytest.fail(str(missing), pytrace=False)
-        pytest.skip(str(missing))
-
-
-@pytest.fixture(scope="module")
-def engine() -> str:
-    return _engine()
-
-
-@pytest.fixture(scope="module")
-def image(engine: str) -> str:
-    if os.environ.get("CONTAINER_IMAGE"):
-        return os.environ["CONTAINER_IMAGE"]
-    return container.built_image(engine)
-
-
 @pytest.fixture(scope="module")
 def docker_host(engine: str) -> Iterator[str]:
     missing = [tool for tool in sdk_local.missing_tools() if engine == "podman" or not tool.startswith("podman")]

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
@@ -25,9 +23,6 @@ from support import PROBE_SRC, probe_reports
 
 pytestmark = pytest.mark.container
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = ROOT / "framework_image" / "build-local.sh"
-BUILD_TIMEOUT = 1800
 # One of each JSON type, and names with dashes, as user_src/train.py's flags have.
 HYPERPARAMETERS: dict[str, Any] = {
     "max-iter": 7,
@@ -60,30 +55,11 @@ print("CONFIG " + json.dumps(report), flush=True)
 """
 
 
-def _engine() -> str | None:
-    """As tests/test_container.py picks it: docker if a Docker engine answers, else podman."""
-    if os.environ.get("ENGINE"):
-        return os.environ["ENGINE"]
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-        if probe.returncode == 0:
-            return "docker"
-    return "podman" if shutil.which("podman") or os.environ.get("CI") else None
-
-
 def _skip_or_fail(reason: str) -> None:
     """Missing tools skip the tests locally; CI must have them, so there they fail."""
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def engine() -> str:
-    found = _engine()
-    if found is None:
-        _skip_or_fail("neither podman nor a Docker engine here")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -97,24 +73,6 @@ def docker_host(engine: str) -> Iterator[str]:
         return
     with sdk_local.podman_docker_api() as host:
         yield host
-
-
-@pytest.fixture(scope="module")
-def image(engine: str) -> str:
-    """Built once per module by build-local.sh (cached), or ``CONTAINER_IMAGE`` built elsewhere."""
-    if os.environ.get("CONTAINER_IMAGE"):
-        return os.environ["CONTAINER_IMAGE"]
-    build = subprocess.run(
-        [str(BUILD_SCRIPT)],
-        env={**os.environ, "ENGINE": engine},
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
-    if build.returncode != 0:
-        pytest.fail(f"build-local.sh exited {build.returncode}:\n{build.stderr[-4000:]}", pytrace=False)
-    return build.stdout.strip().splitlines()[-1]
 
 
 class _NetworkAudit:
