@@ -60,9 +60,7 @@ def _store(path: Path, text: str) -> None:
             old.unlink()
 
 
-def cached_render(
-    settings: Settings, source: Source, use_cache: bool = True, check: Callable[[str], None] = lambda text: None
-) -> Rendered:
+def cached_render(settings: Settings, source: Source, check: Callable[[str], None], use_cache: bool = True) -> Rendered:
     """:func:`render`, from the cache when an entry matches; a miss renders, runs ``check`` on the
     definition (which raises if it is unusable) and only then stores it, so a hit needs no check."""
     if not use_cache:

@@ -200,3 +200,17 @@ def test_after_an_edit_run_local_runs_the_whole_dag_on_the_new_code(aws_env, tmp
     done = run_cli("run", "--local", "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "step Evaluate: Succeeded" in done.stdout and "step Register-RegisterModel: Succeeded" in done.stdout
+
+
+def test_a_gate_that_cannot_be_evaluated_fails_its_step_not_the_input(aws_env, tmp_path):
+    """A metric path the report lacks is a failed condition step, as on SageMaker: exit 1, not 2."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    contract = (source / "training.toml").read_text().replace("accuracy.value", "accuracy.nope")
+    (source / "training.toml").write_text(contract)
+    assert run_cli("upsert", "--source-dir", str(source)).returncode == 0
+    done = run_cli("run", "--local", "--deployed", "--output-dir", str(tmp_path / "jobs"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "step Gate: Failed: cannot evaluate the condition" in done.stdout
+    sm = boto3.client("sagemaker", region_name=REGION)
+    assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []

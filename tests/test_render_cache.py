@@ -17,6 +17,18 @@ from pipeline.definition.settings import build_settings
 OFFLINE = build_settings({}, offline=True)
 
 
+def NO_CHECK(text: str) -> None:
+    """Accept every definition."""
+
+
+class Refused(Exception):
+    pass
+
+
+def refuse(text: str) -> None:
+    raise Refused("unusable")
+
+
 @pytest.fixture(autouse=True)
 def cache_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -38,8 +50,8 @@ def test_cached_equals_fresh_for_every_input(tmp_path, cache_home):
     for source in sources(tmp_path):
         for chosen in settings:
             fresh = render(chosen, source)
-            assert render_cache.cached_render(chosen, source) == fresh  # a miss: renders and stores
-            assert render_cache.cached_render(chosen, source) == fresh  # a hit
+            assert render_cache.cached_render(chosen, source, NO_CHECK) == fresh  # a miss: renders and stores
+            assert render_cache.cached_render(chosen, source, NO_CHECK) == fresh  # a hit
     # user_src and its code-only edit share one entry: only the code URI differs between them
     assert len(list(cache_home.glob("*.json"))) == 3 * len(settings)
 
@@ -55,7 +67,7 @@ def test_a_hit_imports_no_sdk(tmp_path):
         "from pipeline.definition import sourcedir\n"
         "from pipeline.definition.settings import build_settings\n"
         "source = sourcedir.read(Path(sys.argv[1]))\n"
-        "render_cache.cached_render(build_settings({}, offline=True), source)\n"
+        "render_cache.cached_render(build_settings({}, offline=True), source, lambda text: None)\n"
         "print('sagemaker' in sys.modules)\n"
     )
     command = [sys.executable, "-c", script, str(ROOT / "user_src")]
@@ -87,10 +99,10 @@ def test_the_cache_is_bounded_and_bypassable(tmp_path, cache_home, monkeypatch):
     monkeypatch.setattr(render_cache, "MAX_ENTRIES", 2)
     source = sourcedir.read(ROOT / "user_src")
     for name in ("one", "two", "three"):
-        render_cache.cached_render(build_settings({"pipeline_name": name}, offline=True), source)
+        render_cache.cached_render(build_settings({"pipeline_name": name}, offline=True), source, NO_CHECK)
     assert len(list(cache_home.glob("*.json"))) == 2
     before = sorted(cache_home.iterdir())
-    render_cache.cached_render(build_settings({"pipeline_name": "four"}, offline=True), source, use_cache=False)
+    render_cache.cached_render(build_settings({"pipeline_name": "four"}, offline=True), source, NO_CHECK, False)
     assert sorted(cache_home.iterdir()) == before
 
 
@@ -98,6 +110,15 @@ def test_concurrent_renders_share_the_cache_safely(tmp_path, cache_home):
     source = sourcedir.read(ROOT / "user_src")
     fresh = render(OFFLINE, source)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: render_cache.cached_render(OFFLINE, source), range(8)))
+        results = list(pool.map(lambda _: render_cache.cached_render(OFFLINE, source, NO_CHECK), range(8)))
     assert all(result == fresh for result in results)
     assert [p.suffix for p in cache_home.iterdir()] == [".json"]  # no temp file left behind
+
+
+def test_a_definition_that_fails_its_check_is_never_stored(cache_home):
+    source = sourcedir.read(ROOT / "user_src")
+    with pytest.raises(Refused):
+        render_cache.cached_render(OFFLINE, source, refuse)
+    assert not cache_home.exists() or list(cache_home.iterdir()) == []
+    with pytest.raises(Refused):  # still checked: nothing was cached to skip it
+        render_cache.cached_render(OFFLINE, source, refuse)

@@ -62,3 +62,23 @@ def test_a_missing_model_is_one_error_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"error: no model.tar.gz under {tmp_path}: run train-local first, or pass --model"
     ]
+
+
+def test_a_new_archive_at_the_same_path_is_served_not_the_old_one(tmp_path):
+    import io
+    import tarfile
+
+    from pipeline.cli.serve_commands import model_dir
+
+    archive = tmp_path / "model.tar.gz"
+
+    def write(text: str) -> None:
+        with tarfile.open(archive, "w:gz") as tar:
+            info = tarfile.TarInfo("model.txt")
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+
+    write("model A")
+    assert (model_dir(archive) / "model.txt").read_text() == "model A"
+    write("model B")
+    assert (model_dir(archive) / "model.txt").read_text() == "model B"

@@ -55,10 +55,14 @@ def aws_stand_in() -> Iterator[str]:
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
     }
-    saved = {name: os.environ.get(name) for name in values}
+    # Anything that could send a call elsewhere goes for the demo's duration (a service's own
+    # endpoint variable beats AWS_ENDPOINT_URL), and comes back afterwards.
+    cleared = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL_")]
+    cleared += ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]
+    saved = {name: os.environ.get(name) for name in [*values, *cleared]}
+    for name in cleared:
+        os.environ.pop(name, None)
     os.environ.update(values)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.pop("AWS_PROFILE", None)
     try:
         yield endpoint
     finally:
@@ -97,8 +101,9 @@ def predict(model: Path, source_dir: Path, body: str) -> str:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    error = server.stderr.read().decode(errors="replace") if server.stderr else ""
-                    raise SettingsError(f"serve-local did not start: {error.strip()[-300:]}") from None
+                    server.terminate()
+                    said = server.communicate(timeout=30)[1].decode(errors="replace").strip()[-300:]
+                    raise SettingsError(f"serve-local did not start: {said}") from None
                 time.sleep(0.1)
         request = urllib.request.Request(
             f"{url}/invocations", data=body.encode(), headers={"Content-Type": "text/csv", "Accept": "text/csv"}

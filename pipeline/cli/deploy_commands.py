@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.cli import common
@@ -18,9 +19,16 @@ from pipeline.render_cache import cached_render
 RUN_SETTINGS = ("pipeline_name", "region")  # enough to reach a deployed pipeline
 
 
+def _step_check(settings: Settings) -> Callable[[str], None]:
+    """Every step's request checked against botocore's model: what a fresh render must pass before
+    it is used, or stored in the render cache."""
+    from pipeline.deploy import validate
+
+    return lambda text: validate.check_steps(json.loads(text), {}, settings.pipeline_name)
+
+
 def cmd_definition(args: argparse.Namespace) -> int:
     from pipeline import aws
-    from pipeline.deploy import validate
 
     if args.offline:
         common.no_aws()
@@ -28,8 +36,8 @@ def cmd_definition(args: argparse.Namespace) -> int:
     rendered = cached_render(
         settings,
         common.source(args),
+        check=_step_check(settings),  # before the upload
         use_cache=not args.no_cache,
-        check=lambda text: validate.check_steps(json.loads(text), {}, settings.pipeline_name),  # before the upload
     )
     if not args.offline:
         aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
@@ -86,7 +94,7 @@ def _plan(settings: Settings, rendered: Rendered, contract: Contract, seed_data:
 def cmd_diff(args: argparse.Namespace) -> int:
     settings = common.settings(args)
     source = common.source(args)
-    rendered = cached_render(settings, source, use_cache=not args.no_cache)
+    rendered = cached_render(settings, source, check=_step_check(settings), use_cache=not args.no_cache)
     planned, _, _ = _plan(settings, rendered, source.contract, seed_data=not args.no_sample_data)
     if planned.create:
         print(f"pipeline {settings.pipeline_name} does not exist: upsert would create it")

@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from pipeline import aws
-    from pipeline.deploy import validate
+    from pipeline.cli import deploy_commands
     from pipeline.deploy.state import deployed_pipeline
     from pipeline.local import executor
     from pipeline.render_cache import cached_render
@@ -149,10 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         settings = common.settings(args)
         rendered = cached_render(
-            settings,
-            common.source(args),
-            use_cache=not args.no_cache,
-            check=lambda text: validate.check_steps(json.loads(text), {}, settings.pipeline_name),  # before upload
+            settings, common.source(args), check=deploy_commands._step_check(settings), use_cache=not args.no_cache
         )
         text = rendered.definition
     definition = json.loads(text)

@@ -83,9 +83,11 @@ def _repeated(parser: argparse.ArgumentParser, flag: str, metavar: str, help_tex
 
 
 PARAM_HELP = (
-    "pipeline parameter override, checked against the source dir's parameters (see `describe`):"
-    " fixed ones (ImageUri, TrainingInstanceType, TrainingInstanceCount, MaxRuntimeSeconds), one"
-    " <Channel>Data per declared channel, one per declared hyperparameter (max-iter -> MaxIter)"
+    "pipeline parameter override, checked against the source dir's parameters (`describe` lists"
+    " them): ImageUri, TrainingInstanceType, TrainingInstanceCount, MaxRuntimeSeconds, one"
+    " <Channel>Data per declared channel, DataFingerprint, one per declared hyperparameter"
+    " (max-iter -> MaxIter), and with an [evaluation]: EvaluationInstanceType, the threshold"
+    " (MinAccuracy), ModelPackageGroupName, ModelApprovalStatus"
 )
 
 

@@ -7,7 +7,9 @@ so a request answered here is answered the same way by an endpoint on the regist
 from __future__ import annotations
 
 import argparse
+import hashlib
 import tarfile
+import tempfile
 from pathlib import Path
 
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR
@@ -23,14 +25,15 @@ def latest_model(output_dir: Path = DEFAULT_OUTPUT_DIR) -> Path:
 
 
 def model_dir(model: Path) -> Path:
-    """A folder holding the model: ``model`` itself, or ``model.tar.gz`` unpacked beside it once."""
+    """A folder holding the model: ``model`` itself, or ``model.tar.gz`` unpacked beside it, once per content."""
     if model.is_dir():
         return model
     if not model.is_file() or not tarfile.is_tarfile(model):
         raise SettingsError(f"--model {model}: pass a model.tar.gz or a folder holding the model")
-    folder = model.with_name("serving-model")
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    folder = model.with_name(f"serving-model-{digest}")  # a new archive at the same path gets its own
     if not folder.is_dir():
-        partial = model.with_name("serving-model.partial")
+        partial = Path(tempfile.mkdtemp(prefix=".serving-model-", dir=model.parent))
         with tarfile.open(model) as tar:
             tar.extractall(partial, filter="data")
         partial.rename(folder)

@@ -135,7 +135,8 @@ def _session(settings: Settings) -> Any:
 
 
 def build_pipeline(settings: Settings, contract: Contract, code_uri: str) -> Any:
-    """The SDK ``Pipeline`` with its one ``TrainingStep``; no AWS call is made."""
+    """The SDK ``Pipeline``: Train, then (with an evaluation declared) Evaluate, Gate, Register or Fail;
+    no AWS call is made."""
     from sagemaker.inputs import TrainingInput
     from sagemaker.workflow.pipeline import Pipeline
     from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig

@@ -221,7 +221,10 @@ class _Execution:
         return StepResult(step["Name"], "Succeeded", 0, f"outputs at {', '.join(result.outputs.values())}")
 
     def _condition(self, step: Mapping[str, Any]) -> StepResult:
-        holds = all(condition_holds(c, self.scope) for c in step["Arguments"]["Conditions"])
+        try:
+            holds = all(condition_holds(c, self.scope) for c in step["Arguments"]["Conditions"])
+        except (UnsupportedExpression, TypeError) as error:  # as SageMaker fails a condition it cannot evaluate
+            return StepResult(step["Name"], "Failed", ExitStatus.JOB_FAILED, f"cannot evaluate the condition: {error}")
         branch = step["Arguments"]["IfSteps" if holds else "ElseSteps"]
         names = ", ".join(inner["Name"] for inner in branch) or "nothing"
         self.report(f"step {step['Name']}: condition {'met' if holds else 'not met'}: running {names}")
@@ -238,9 +241,10 @@ class _Execution:
         args = evaluate(step["Arguments"], self.scope.parameters, self.scope.execution, self.scope)
         sm = aws.client("sagemaker", self.region)
         group = args["ModelPackageGroupName"]
-        groups = sm.list_model_package_groups(NameContains=group).get("ModelPackageGroupSummaryList", [])
-        if group not in {g["ModelPackageGroupName"] for g in groups}:
-            sm.create_model_package_group(ModelPackageGroupName=group)  # as a pipeline's first registration does
+        try:
+            sm.describe_model_package_group(ModelPackageGroupName=group)
+        except sm.exceptions.ClientError:  # not there yet: a pipeline's first registration creates it
+            sm.create_model_package_group(ModelPackageGroupName=group)
         arn = sm.create_model_package(**args)["ModelPackageArn"]
         self.steps[step["Name"]] = {"ModelPackageArn": arn}
         return StepResult(step["Name"], "Succeeded", 0, f"registered {arn} ({args.get('ModelApprovalStatus')})")

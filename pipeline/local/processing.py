@@ -121,16 +121,18 @@ def run_processing(
             (base / Path(path).relative_to(BASE_DIR)).mkdir(parents=True, exist_ok=True)
         command = runner.processing(replace(job, argv=_moved(job.argv, base)), root)("algo-1", base)
         hosts = processes.Hosts()
+        pumps: list[threading.Thread] = []
         try:
             process = hosts.start(command)
-            thread = threading.Thread(target=pump, args=(process.stdout, log, "", sink, ""), daemon=True)
-            thread.start()
+            pumps.append(threading.Thread(target=pump, args=(process.stdout, log, "", sink, ""), daemon=True))
+            pumps[0].start()
             run = supervise(hosts, job.max_runtime_seconds, stop_grace, report)
         finally:
-            with stops.counting():
+            with stops.counting():  # whatever happened above, the host does not outlive this block
                 hosts.kill()
                 hosts.close()
-                thread.join(timeout=processes.KILL_WAIT_SECONDS)
+                for thread in pumps:
+                    thread.join(timeout=processes.KILL_WAIT_SECONDS)
         code = process.returncode if run.stopped_by is None else ExitStatus.INTERRUPTED
         if code:
             message = base / "output" / "message"

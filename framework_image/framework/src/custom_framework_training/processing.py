@@ -41,7 +41,11 @@ def unpack(archive: Path, into: Path) -> None:
 
 def run(archive: Path, script: str, arguments: list[str]) -> int:
     """Unpack, install requirements, run ``script``; its exit code is the job's."""
-    code_dir = Path(tempfile.mkdtemp(prefix="code-"))
+    with tempfile.TemporaryDirectory(prefix="code-") as unpacked:
+        return _run_in(Path(unpacked), archive, script, arguments)
+
+
+def _run_in(code_dir: Path, archive: Path, script: str, arguments: list[str]) -> int:
     unpack(archive, code_dir)
     if not (code_dir / script).is_file():
         return _fail(f"{script} is not in {archive.name}: name the evaluation script in training.toml", 2)
