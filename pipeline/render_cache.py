@@ -71,7 +71,7 @@ def cached_render(settings: Settings, source: Source, check: Callable[[str], Non
     entry = cache_dir() / f"{key(settings, source)}.json"
     try:
         template = entry.read_text()
-    except (FileNotFoundError, OSError):
+    except OSError:  # missing or unreadable: render
         template = None
     if template is None:
         fresh = render(settings, source)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from moto_server import free_port
 
 pytestmark = pytest.mark.container
 
@@ -32,13 +32,6 @@ REPOSITORY = "custom-framework"
 # A first build with its base image takes minutes on 2 cores; a cached one, seconds.
 DEPLOY_TIMEOUT = 1800
 MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
-
-
-def _free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +60,7 @@ def _registry_binary() -> str:
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A registry on 127.0.0.1 with its own config and storage; yields its address and access log."""
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "registry.yml"
     config.write_text(
         "version: 0.1\n"

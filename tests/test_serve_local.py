@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+from local_support import wait_for
 from moto_server import free_port
 from support import ROOT, run_cli
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1)
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +39,7 @@ def test_serve_local_answers_csv_and_json_and_refuses_bad_requests(model):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/ping", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "serve-local did not start"
-                time.sleep(0.1)
+        wait_for(lambda: _answers(f"{url}/ping"), "serve-local answers", server, timeout=60)
         row = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8"
         headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
         csv = urllib.request.Request(f"{url}/invocations", data=row.encode(), headers=headers)

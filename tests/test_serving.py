@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from moto_server import free_port
 
 from custom_framework_training.serving import StartupError, content, environment, errors, serve
 
@@ -78,12 +78,6 @@ def train_sample_model(scratch: Path) -> Path:
     (model_dir / "code").mkdir()
     shutil.copy(USER_SRC / "inference.py", model_dir / "code" / "inference.py")
     return model_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

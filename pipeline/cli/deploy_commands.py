@@ -86,7 +86,7 @@ def _plan(settings: Settings, rendered: Rendered, contract: Contract, seed_data:
     seeds = {
         f"{uri}{channel.name}.csv": samples[channel.sample].encode()
         for uri, channel in seedable.items()
-        if uri in deployed.empty_prefixes and channel.sample
+        if uri in deployed.empty_prefixes
     }
     return plan.make(settings, rendered, deployed, seeds), sm, s3
 

@@ -35,9 +35,8 @@ RUNNABLE = ("Training", "Processing", "Condition", "Fail", "RegisterModel")
 PARAMETER_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool"}
 
 
-def _check(name: str, default: Any) -> Any:
+def _check(name: str, default: Any, fixed: Mapping[str, Any]) -> Any:
     """The project's own check for a parameter it defines; any S3 default must stay an S3 URI."""
-    fixed = {p.name: p.check for p in parameters.pipeline_parameters(Contract())}
     if name in fixed:
         return fixed[name]
     return parameters.check_s3_uri if str(default).startswith("s3://") else None
@@ -45,6 +44,7 @@ def _check(name: str, default: Any) -> Any:
 
 def definition_parameters(definition: Mapping[str, Any]) -> list[parameters.Parameter]:
     """The definition's parameters, typed, with the project's checks where it knows them."""
+    fixed = {p.name: p.check for p in parameters.pipeline_parameters(Contract())}
     found = []
     for item in definition.get("Parameters", []):
         kind = PARAMETER_TYPES.get(item["Type"])
@@ -53,7 +53,7 @@ def definition_parameters(definition: Mapping[str, Any]) -> list[parameters.Para
                 f"parameter {item['Name']} has type {item['Type']}, which runs only on SageMaker"
             )
         default = item.get("DefaultValue", "")
-        found.append(parameters.Parameter(item["Name"], kind, default, "", _check(item["Name"], default)))
+        found.append(parameters.Parameter(item["Name"], kind, default, "", _check(item["Name"], default, fixed)))
     return found
 
 

@@ -7,10 +7,11 @@ developer guide: every hyperparameter value is a string, the reserved
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pipeline.definition import values
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,9 @@ REGION = "sagemaker_region"
 LOG_LEVEL = "sagemaker_container_log_level"
 
 
-def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
-    """Typed values as the SDK encodes literal hyperparameters: ``json.dumps`` each."""
-    return {name: json.dumps(value) for name, value in values.items()}
+def encode_hyperparameters(typed: Mapping[str, Any]) -> dict[str, str]:
+    """Typed values as the SDK encodes literal hyperparameters."""
+    return {name: values.literal_hyperparameter(value) for name, value in typed.items()}
 
 
 def hyperparameters(user: Mapping[str, str], *, program: str, submit_directory: str, region: str) -> dict[str, str]:
