@@ -68,3 +68,21 @@ def image(engine: str) -> str:
         return container.built_image(engine)
     except container.ContainerError as failed:
         pytest.fail(str(failed), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def docker_host(engine: str) -> Iterator[str]:
+    """The Docker API SDK local mode's docker-compose talks to: a podman service, stopped after the
+    session, or the Docker engine. Missing tools skip here and fail in CI, as for ``engine``."""
+    import sdk_local
+
+    missing = [tool for tool in sdk_local.missing_tools() if engine == "podman" or not tool.startswith("podman")]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail("SDK local mode needs " + "; ".join(missing), pytrace=False)
+        pytest.skip("SDK local mode needs " + "; ".join(missing))
+    if engine == "docker":
+        yield os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        return
+    with sdk_local.podman_docker_api() as host:
+        yield host

@@ -127,6 +127,11 @@ class EngineApi:
         state = json.loads(body)["State"]
         return None if state.get("Running") else int(state["ExitCode"])
 
+    def logs(self, container: str) -> str:
+        """What the container printed, from the engine: docker-compose v1 can lose a short job's lines."""
+        status, body = self.request("GET", f"/containers/{urllib.parse.quote(container)}/logs?stdout=1&stderr=1")
+        return demultiplexed(body).decode("utf-8", "replace") if status == 200 else ""
+
     def remove(self, container: str) -> None:
         self.request("DELETE", f"/containers/{urllib.parse.quote(container)}?force=true&v=true")
 
@@ -135,6 +140,19 @@ class EngineApi:
 
     def remove_network(self, name: str) -> None:
         self.request("DELETE", f"/networks/{urllib.parse.quote(name)}")
+
+
+def demultiplexed(stream: bytes) -> bytes:
+    """A logs body as text: without a TTY the engine prefixes each frame with 8 bytes (stream,
+    0, 0, 0, big-endian length); local mode's containers have one, so theirs come raw."""
+    if len(stream) < 8 or stream[0] not in (0, 1, 2) or stream[1:4] != b"\0\0\0":
+        return stream
+    frames, at = [], 0
+    while at + 8 <= len(stream):
+        size = int.from_bytes(stream[at + 4 : at + 8], "big")
+        frames.append(stream[at + 8 : at + 8 + size])
+        at += 8 + size
+    return b"".join(frames)
 
 
 def _hard_limit(which: int, cap: int) -> int:
@@ -283,12 +301,20 @@ def local_session(container_root: Path) -> Any:
     return session
 
 
-def local_pipeline_session(container_root: Path) -> Any:
-    """A ``LocalPipelineSession`` like :func:`local_session` (it takes no ``sagemaker_config``, so it is set after)."""
+def local_pipeline_session(
+    container_root: Path, *, s3_endpoint_url: str | None = None, default_bucket: str | None = None
+) -> Any:
+    """A ``LocalPipelineSession`` like :func:`local_session` (it takes no ``sagemaker_config``, so it is set after).
+
+    With ``s3_endpoint_url`` (a moto server) the host side of local mode reads and writes S3 there:
+    channel and processing inputs, model and processing outputs, property files.
+    """
     _import_sdk()
     from sagemaker.workflow.pipeline_context import LocalPipelineSession
 
-    session = LocalPipelineSession(boto_session=_boto_session())
+    session = LocalPipelineSession(
+        boto_session=_boto_session(), s3_endpoint_url=s3_endpoint_url, default_bucket=default_bucket
+    )
     session.sagemaker_config = sdk_defaults()
     session.config = _local_config(container_root)
     return session
@@ -359,13 +385,18 @@ def _compose_files(container_root: Path) -> list[Path]:
 
 def _containers(compose_files: list[Path]) -> dict[str, str]:
     """Container name to host name, for every service of these compose files."""
+    return {name: host for name, (host, _) in _services(compose_files).items()}
+
+
+def _services(compose_files: list[Path]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Container name to its host name and compose service, for every service of these compose files."""
     import yaml
 
-    names = {}
+    services = {}
     for path in compose_files:
         for host, service in yaml.safe_load(path.read_text())["services"].items():
-            names[service["container_name"]] = host
-    return names
+            services[service["container_name"]] = (host, service)
+    return services
 
 
 def _read_member(archive: Path, name: str) -> str | None:
@@ -445,6 +476,8 @@ class _Run:
     capture: _Capture
     earlier: set[Path]
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)  # host to what its container printed
+    training_hosts: set[str] = field(default_factory=set)  # hosts whose container ran ``train``
 
     def compose_files(self) -> list[Path]:
         """The jobs of this call only: a reused work dir keeps earlier compose files."""
@@ -455,9 +488,12 @@ class _Run:
             api.remove(container)
 
     def collect_containers(self, api: EngineApi) -> None:
-        """Each host's exit code, then remove the containers: local mode leaves them behind."""
-        for container, host in _containers(self.compose_files()).items():
+        """Each host's exit code and log, then remove the containers: local mode leaves them behind."""
+        for container, (host, service) in _services(self.compose_files()).items():
             self.exit_codes[host] = api.exit_code(container)
+            self.logs[host] = api.logs(container)
+            if service.get("command") == "train":
+                self.training_hosts.add(host)
             api.remove(container)
 
 
@@ -557,7 +593,11 @@ def run_training(
 
 @dataclass(frozen=True)
 class PipelineResult:
-    """A local pipeline execution: its status, each step's status and failure, and the log."""
+    """A local pipeline execution: its status, each step's status and failure, and the log.
+
+    ``container_logs`` are each host's lines as the engine kept them (``log``, local mode's
+    stdout, can miss a short job's); ``models`` are the CreateModel steps' models as described.
+    """
 
     status: str | None
     failure_reason: str | None
@@ -565,6 +605,9 @@ class PipelineResult:
     error: BaseException | None
     exit_codes: dict[str, int | None]
     log: str
+    container_logs: dict[str, str] = field(default_factory=dict)
+    training_hosts: set[str] = field(default_factory=set)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def step_statuses(self) -> dict[str, str]:
@@ -610,6 +653,40 @@ def training_pipeline(
     return build
 
 
+def project_pipeline(settings: Any, source_dir: Path, code_uri: str) -> PipelineBuilder:
+    """A builder of the project's own pipeline (``pipeline/definition/sdk.py``) for :func:`run_pipeline`.
+
+    Two changes make it run under ``LocalPipelineSession``: the training code is mounted from
+    ``source_dir`` (the session's ``local_code``; ``code_uri``, the same tree's archive, still
+    feeds Evaluate), and each RegisterModel step, which local mode refuses to start, becomes a
+    CreateModel step of the same Model (image, artifact, environment) under the same step name.
+    """
+
+    def build(session: Any) -> Any:
+        from sagemaker.workflow.condition_step import ConditionStep
+
+        from pipeline.definition import contract
+
+        built = sdk.build_pipeline(
+            settings, contract.load(source_dir), code_uri, session=session, mounted_code=str(source_dir)
+        )
+        for step in built.steps:
+            if isinstance(step, ConditionStep):
+                step.if_steps[:] = [_creating_instead_of_registering(inner) for inner in step.if_steps]
+                step.else_steps[:] = [_creating_instead_of_registering(inner) for inner in step.else_steps]
+        return built
+
+    return build
+
+
+def _creating_instead_of_registering(step: Any) -> Any:
+    from sagemaker.workflow.model_step import ModelStep
+
+    if not isinstance(step, ModelStep) or not step._register_model_args:
+        return step
+    return ModelStep(name=step.name, step_args=step._model.create(instance_type="local"))
+
+
 def run_pipeline(
     pipeline: Any | PipelineBuilder,
     *,
@@ -619,17 +696,26 @@ def run_pipeline(
     work_dir: Path | None = None,
     timeout: float = 1800,
     echo: bool = False,
+    s3_endpoint_url: str | None = None,
+    default_bucket: str | None = None,
 ) -> PipelineResult:
     """Run a pipeline under ``LocalPipelineSession``: ``create`` then ``start``, which runs every step here.
 
     ``pipeline`` is a builder taking the session (it gets :func:`local_pipeline_session`), or a
     ``Pipeline`` already built on such a session with its ``container_root`` under ``work_dir /
     "containers"``. ``images`` are checked to be local first, since compose would pull them.
+    ``s3_endpoint_url`` and ``default_bucket`` go to the session a builder gets.
     """
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="sdk-local-pipeline-"))
     container_root = work / "containers"
     with _environment(SDK_ENVIRONMENT, override=False):
-        built = pipeline(local_pipeline_session(container_root)) if callable(pipeline) else pipeline
+        if callable(pipeline):
+            session = local_pipeline_session(
+                container_root, s3_endpoint_url=s3_endpoint_url, default_bucket=default_bucket
+            )
+            built = pipeline(session)
+        else:
+            built = pipeline
     error: BaseException | None = None
     execution = None
     with _local_mode_run(docker_host, container_root, images, timeout, echo) as run:
@@ -643,6 +729,7 @@ def run_pipeline(
     if execution is not None:
         description = execution.describe()
         steps = {step["StepName"]: step for step in execution.list_steps()["PipelineExecutionSteps"]}
+    client = built.sagemaker_session.sagemaker_client
     return PipelineResult(
         status=description.get("PipelineExecutionStatus"),
         failure_reason=description.get("FailureReason"),
@@ -650,6 +737,13 @@ def run_pipeline(
         error=error,
         exit_codes=run.exit_codes,
         log=run.capture.text(),
+        container_logs=run.logs,
+        training_hosts=run.training_hosts,
+        models={
+            name: client.describe_model(ModelName=step["Metadata"]["Model"]["Arn"])
+            for name, step in steps.items()
+            if "Model" in step.get("Metadata", {})
+        },
     )
 
 

@@ -246,7 +246,7 @@ def test_the_readme_main_command_runs_the_whole_pipeline_then_predicts(tmp_path)
         "created pipeline demo-pipeline",
         "step Train: Succeeded",
         "step Evaluate: Succeeded",
-        "step Gate: condition met: running Register-RegisterModel",
+        "step Gate: Succeeded: condition met: running Register-RegisterModel",
         "step Register-RegisterModel: Succeeded: registered arn:aws:sagemaker:",
     ):
         assert line in done.stdout, line

@@ -8,9 +8,7 @@ Slow (image, podman's Docker API service, three jobs per case), so marked ``cont
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +53,6 @@ SDK_DIFFERENCES = {
 }
 # Only these may differ between train-local with and without a container (paths mapped to /opt/ml).
 CONTAINER_DIFFERENCES = {"SM_MODULE_DIR": "the archive's path", "SM_TRAINING_ENV": "holds it"}
-
-
-@pytest.fixture(scope="module")
-def docker_host(engine: str) -> Iterator[str]:
-    missing = [tool for tool in sdk_local.missing_tools() if engine == "podman" or not tool.startswith("podman")]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("SDK local mode needs " + "; ".join(missing), pytrace=False)
-        pytest.skip("SDK local mode needs " + "; ".join(missing))
-    if engine == "docker":
-        yield os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        return
-    with sdk_local.podman_docker_api() as host:
-        yield host
 
 
 @pytest.fixture(scope="module")

@@ -161,7 +161,7 @@ def test_the_gate_met_registers_the_model_with_its_metrics(aws_env, tmp_path):
     assert run_cli("upsert").returncode == 0
     done = run_cli("run", "--local", "--deployed", "--param", "MaxIter=20", "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
-    for line in ("step Train: Succeeded", "step Evaluate: Succeeded", "step Gate: condition met"):
+    for line in ("step Train: Succeeded", "step Evaluate: Succeeded", "step Gate: Succeeded: condition met"):
         assert line in done.stdout
     (package,) = model_packages("test-pipeline")
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
@@ -184,7 +184,7 @@ def test_the_gate_not_met_fails_the_run_and_registers_nothing(aws_env, tmp_path)
         "--output-dir", str(tmp_path),
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "step Gate: condition not met: running Fail" in done.stdout
+    assert "step Gate: Succeeded: condition not met: running Fail" in done.stdout
     (failed,) = [line for line in done.stdout.splitlines() if line.startswith("step Fail: Failed: ")]
     assert "binary_classification_metrics.accuracy.value = 0." in failed and "threshold 1.01" in failed
     sm = boto3.client("sagemaker", region_name=REGION)

@@ -8,12 +8,10 @@ engine, with ``ENGINE=docker``); see ``sdk_local.py``. Slow, so marked ``contain
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,26 +51,6 @@ tree = sorted(os.path.join(d, n) for d, dirs, names in os.walk("/opt/ml") for n 
 report = {"files": files, "environ": dict(os.environ), "tree": tree, "argv": sys.argv[1:], "uid": os.getuid()}
 print("CONFIG " + json.dumps(report), flush=True)
 """
-
-
-def _skip_or_fail(reason: str) -> None:
-    """Missing tools skip the tests locally; CI must have them, so there they fail."""
-    if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def docker_host(engine: str) -> Iterator[str]:
-    """The Docker API that local mode's docker-compose talks to; a podman service is stopped afterwards."""
-    missing = [tool for tool in sdk_local.missing_tools() if engine == "podman" or not tool.startswith("podman")]
-    if missing:
-        _skip_or_fail("SDK local mode needs " + "; ".join(missing))
-    if engine == "docker":
-        yield os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        return
-    with sdk_local.podman_docker_api() as host:
-        yield host
 
 
 class _NetworkAudit:

@@ -30,6 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# The "data" filter refuses members that would land outside the folder; Pythons before 3.11.4
+# (Debian bookworm's 3.11.2) lack it, and there the archive is trusted: the pipeline's own model.
+SAFE_EXTRACT = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
 def report(metrics: dict[str, float]) -> dict:
     """SageMaker's model quality statistics layout: one ``{"value": ...}`` per metric."""
     return {"binary_classification_metrics": {name: {"value": value} for name, value in metrics.items()}}
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as unpacked:
         with tarfile.open(Path(args.model_dir) / "model.tar.gz") as tar:
-            tar.extractall(unpacked, filter="data")
+            tar.extractall(unpacked, **SAFE_EXTRACT)
         model = joblib.load(Path(unpacked) / "model.joblib")
         target = json.loads((Path(unpacked) / "features.json").read_text())["target"]
     features, labels, _ = load_channel(args.data_dir, target)

@@ -12,6 +12,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from custom_framework_training import archives
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR
 from pipeline.errors import SettingsError
 
@@ -34,8 +35,7 @@ def model_dir(model: Path) -> Path:
     folder = model.with_name(f"serving-model-{digest}")  # a new archive at the same path gets its own
     if not folder.is_dir():
         partial = Path(tempfile.mkdtemp(prefix=".serving-model-", dir=model.parent))
-        with tarfile.open(model) as tar:
-            tar.extractall(partial, filter="data")
+        archives.extract(model, partial)
         partial.rename(folder)
     return folder
 

@@ -134,22 +134,29 @@ def _session(settings: Settings) -> Any:
     return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket, sagemaker_config=SDK_DEFAULTS)
 
 
-def build_pipeline(settings: Settings, contract: Contract, code_uri: str) -> Any:
+def build_pipeline(
+    settings: Settings, contract: Contract, code_uri: str, *, session: Any = None, mounted_code: str | None = None
+) -> Any:
     """The SDK ``Pipeline``: Train, then (with an evaluation declared) Evaluate, Gate, Register or Fail;
-    no AWS call is made."""
+    no AWS call is made.
+
+    ``session`` replaces the render-only ``PipelineSession``, e.g. with the SDK's
+    ``LocalPipelineSession``; ``mounted_code``, a directory, is then the training job's
+    ``source_dir`` in place of ``code_uri``, for a local-code session that mounts it.
+    """
     from sagemaker.inputs import TrainingInput
     from sagemaker.workflow.pipeline import Pipeline
     from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
     from sagemaker.workflow.steps import CacheConfig, TrainingStep
 
-    session = _session(settings)
+    session = session or _session(settings)
     parameters = params.pipeline_parameters(
         contract, image_uri=settings.image_uri, data_uri=settings.data_uri, model_package_group=settings.pipeline_name
     )
     variables = _pipeline_variables(parameters)
     estimator = custom_framework_class()(
         entry_point=contract.entry_point,
-        source_dir=code_uri,
+        source_dir=mounted_code or code_uri,
         image_uri=variables[params.IMAGE_URI],
         role=settings.role_arn,
         instance_type=variables[params.INSTANCE_TYPE_PARAMETER],

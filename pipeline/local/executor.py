@@ -149,18 +149,22 @@ class _Execution:
         self.results: list[StepResult] = []
         self.steps: dict[str, dict[str, Any]] = {}  # what each finished step exposes as properties
         self.files: dict[str, Any] = {}  # the property files processing steps wrote
+        self.branches: dict[str, list[Mapping[str, Any]]] = {}  # the branch each condition picked
         self.scope = Scope(*scope, self.steps, self.files)
 
     def job_name(self, step: Mapping[str, Any]) -> str:
         return f"pipelines-{self.scope.execution['PipelineExecutionId']}-{step['Name']}"
 
     def run_steps(self, steps: Iterable[Mapping[str, Any]]) -> bool:
-        """In order; False at the first step that did not succeed."""
+        """In order; False at the first step that did not succeed. A condition's branch runs right
+        after it: as on SageMaker, the condition step succeeds whichever branch it picks."""
         for step in steps:
             result = getattr(self, f"_{step['Type'].lower()}")(step)
             self.results.append(result)
             self.report(f"step {result.name}: {result.status}" + (f": {result.detail}" if result.detail else ""))
             if not result.succeeded:
+                return False
+            if step["Type"] == "Condition" and not self.run_steps(self.branches.pop(step["Name"])):
                 return False
         return True
 
@@ -225,13 +229,9 @@ class _Execution:
             holds = all(condition_holds(c, self.scope) for c in step["Arguments"]["Conditions"])
         except (UnsupportedExpression, TypeError) as error:  # as SageMaker fails a condition it cannot evaluate
             return StepResult(step["Name"], "Failed", ExitStatus.JOB_FAILED, f"cannot evaluate the condition: {error}")
-        branch = step["Arguments"]["IfSteps" if holds else "ElseSteps"]
+        branch = self.branches[step["Name"]] = step["Arguments"]["IfSteps" if holds else "ElseSteps"]
         names = ", ".join(inner["Name"] for inner in branch) or "nothing"
-        self.report(f"step {step['Name']}: condition {'met' if holds else 'not met'}: running {names}")
-        if self.run_steps(branch):
-            return StepResult(step["Name"], "Succeeded", 0, f"{len(branch)} step(s) of its branch succeeded")
-        failed = self.results[-1]
-        return StepResult(step["Name"], "Failed", failed.exit_code, f"step {failed.name} of its branch failed")
+        return StepResult(step["Name"], "Succeeded", 0, f"condition {'met' if holds else 'not met'}: running {names}")
 
     def _fail(self, step: Mapping[str, Any]) -> StepResult:
         message = evaluate(step["Arguments"].get("ErrorMessage", ""), {}, {}, self.scope)

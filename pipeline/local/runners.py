@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from custom_framework_training import archives
 from pipeline.errors import UnsupportedExpression
 from pipeline.local import container, host_env, runtime
 from pipeline.local.job_config import PROGRAM, SUBMIT_DIRECTORY
@@ -100,8 +101,7 @@ class ProcessRunner:
         if installs_requirements(job, archive):
             assert archive is not None
             code = scratch / "requirements-code"
-            with tarfile.open(archive) as tar:
-                tar.extractall(code, filter="data")
+            archives.extract(archive, code)
             environment = runtime.ensure_layer(environment, code, report)
         return self._hosts(job, scratch, environment, [str(environment.root / "bin" / "train")])
 

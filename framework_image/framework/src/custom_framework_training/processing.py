@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections import deque
 from pathlib import Path
+
+from custom_framework_training import archives
 
 USAGE = "usage: python3 -m custom_framework_training.processing ARCHIVE SCRIPT [ARGS...]"
 
@@ -35,8 +36,7 @@ def _fail(reason: str, code: int) -> int:
 
 def unpack(archive: Path, into: Path) -> None:
     """The code archive's files, refusing any member that would land outside ``into``."""
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
+    archives.extract(archive, into)
 
 
 def run(archive: Path, script: str, arguments: list[str]) -> int:
