@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,23 +32,19 @@ import sdk_local  # the tests' SDK local mode helper
 BASELINE = "python user_src/train.py (baseline)"
 
 
-def _image() -> str:
-    """``CONTAINER_IMAGE``, else what build-local.sh builds (cached when nothing changed)."""
+def framework_image() -> str:
+    """``CONTAINER_IMAGE``, else what build-local.sh builds with ``ENGINE`` (podman by default; cached
+    when nothing changed)."""
     if os.environ.get("CONTAINER_IMAGE"):
         return os.environ["CONTAINER_IMAGE"]
-    build = subprocess.run(
-        [str(ROOT / "framework_image" / "build-local.sh")],
-        env={**os.environ, "ENGINE": os.environ.get("ENGINE", "podman")},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
-    return build.stdout.strip().splitlines()[-1]
+    from pipeline.local import container
+
+    return container.built_image(os.environ.get("ENGINE", "podman"))
 
 
 @contextlib.contextmanager
-def _docker_host() -> Iterator[str]:
+def docker_api() -> Iterator[str]:
+    """``DOCKER_HOST`` if set, else podman's Docker API service for the run."""
     if os.environ.get("DOCKER_HOST"):
         yield os.environ["DOCKER_HOST"]
     else:
@@ -70,8 +65,8 @@ def _recorded(samples: list[float], timed: Callable[[], float]) -> Callable[[], 
 def main(runs: int) -> None:
     for name in ("sagemaker", "sagemaker.config"):  # the compose file and config notes, once per job
         logging.getLogger(name).setLevel(logging.WARNING)
-    image = _image()
-    with _docker_host() as docker_host, tempfile.TemporaryDirectory() as scratch:
+    image = framework_image()
+    with docker_api() as docker_host, tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         data = sdk_local.write_sample_data(tmp / "data")
         plain_env = script_environment(data, tmp)
