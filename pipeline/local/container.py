@@ -25,17 +25,6 @@ ENGINE_TIMEOUT_SECONDS = 60
 BASE_DIR = "/opt/ml"
 # Where the code archive is mounted: outside /opt/ml, where SageMaker has no such file either.
 CODE_ARCHIVE = "/opt/code/sourcedir.tar.gz"
-# Run inside the container by `ENGINE exec`: SIGTERM to every process but its PID 1 (the
-# toolkit's train, which must live to report how its script ended) and itself.
-TERM_USER_PROCESSES = (
-    "import os, signal\n"
-    "for pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
-    "    if pid not in (1, os.getpid()):\n"
-    "        try:\n"
-    "            os.kill(pid, signal.SIGTERM)\n"
-    "        except OSError:\n"
-    "            pass\n"
-)
 
 
 class ContainerError(UserError):
@@ -132,7 +121,9 @@ def run_command(
 
 
 def term_command(engine: str, name: str) -> list[str]:
-    return [engine, "exec", name, "python", "-c", TERM_USER_PROCESSES]
+    """SIGTERM to the container's PID 1, the toolkit's ``train``, as SageMaker stops a job; the
+    framework passes it on to the script (``custom_framework_training.stop_signal``)."""
+    return [engine, "kill", "--signal", "TERM", name]
 
 
 def kill_command(engine: str, name: str) -> list[str]:

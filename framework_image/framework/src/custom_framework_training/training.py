@@ -12,7 +12,7 @@ import os
 
 from sagemaker_training import entry_point, environment, logging_config, runner
 
-from custom_framework_training import distributed, summary, threads
+from custom_framework_training import distributed, stop_signal, summary, threads
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class _RedactInvocation(logging.Filter):
 
 
 def main() -> None:
-    """Configure threads, logging and multi-host settings, then run the user's code."""
+    """Configure threads, logging, multi-host settings and the stop signal, then run the user's code."""
+    stop_signal.install()
     logging_config.get_logger().addFilter(_RedactInvocation())
     env = environment.Environment()
     logger.info(
