@@ -4,21 +4,30 @@ A processing job (the pipeline's evaluation step) gets the user's ``sourcedir.ta
 as an input, as a training job gets ``sagemaker_submit_directory``. This unpacks it,
 installs its ``requirements.txt`` if it has one, and runs the script with the job's
 arguments from the code folder, so the script imports its neighbours as in training.
-A failure leaves its reason where SageMaker reads a processing job's exit message.
+A failure leaves its reason where SageMaker reads a processing job's exit message: the
+last lines of stderr, where the error is.
+
+The script runs in this process, as ``python SCRIPT ARGS...`` would run it
+(:mod:`custom_framework_training.main_script`): one interpreter start instead of two,
+and no final garbage collection at the exit. After a ``requirements.txt`` install it runs
+in a new interpreter instead, which sees the new packages as any later process would.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections import deque
 from pathlib import Path
 
-from custom_framework_training import archives
+from custom_framework_training import archives, main_script
+from custom_framework_training.stderr_tail import stderr_tail
 
 USAGE = "usage: python3 -m custom_framework_training.processing ARCHIVE SCRIPT [ARGS...]"
+TAIL_LINES = 20
 
 
 def _message_file() -> Path:
@@ -40,29 +49,36 @@ def unpack(archive: Path, into: Path) -> None:
 
 
 def run(archive: Path, script: str, arguments: list[str]) -> int:
-    """Unpack, install requirements, run ``script``; its exit code is the job's."""
-    with tempfile.TemporaryDirectory(prefix="code-") as unpacked:
-        return _run_in(Path(unpacked), archive, script, arguments)
+    """Unpack, install requirements, run ``script``; its exit code is the job's. Once the script
+    has run here, this process ends as the interpreter would (:func:`main_script.shut_down`)."""
+    code_dir = Path(tempfile.mkdtemp(prefix="code-"))
+    try:
+        return _run_in(code_dir, archive, script, arguments)
+    finally:
+        shutil.rmtree(code_dir, ignore_errors=True)
 
 
 def _run_in(code_dir: Path, archive: Path, script: str, arguments: list[str]) -> int:
     unpack(archive, code_dir)
     if not (code_dir / script).is_file():
         return _fail(f"{script} is not in {archive.name}: name the evaluation script in training.toml", 2)
-    if (code_dir / "requirements.txt").is_file():
+    installed = (code_dir / "requirements.txt").is_file()
+    if installed:
         install = [sys.executable, "-m", "pip", "install", "--quiet", "-r", "requirements.txt"]
         if subprocess.run(install, cwd=code_dir, check=False).returncode:
             return _fail(f"pip install -r requirements.txt failed in {archive.name}", 1)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code_dir), os.environ.get("PYTHONPATH")]))}
-    tail: deque[str] = deque(maxlen=20)  # the error is at the end of stderr
-    with subprocess.Popen([sys.executable, script, *arguments], cwd=code_dir, env=env, stderr=subprocess.PIPE) as job:
-        assert job.stderr is not None
-        for line in job.stderr:  # passed on as it comes, so the log shows progress
-            sys.stderr.buffer.write(line)
-            sys.stderr.flush()
-            tail.append(line.decode(errors="replace").rstrip())
-    if job.returncode:
-        return _fail(f"{script} exited {job.returncode}: " + "\n".join(tail), job.returncode)
+    # The code folder is on PYTHONPATH, for the script and the processes it starts.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_dir), os.environ.get("PYTHONPATH")]))
+    os.chdir(code_dir)
+    with stderr_tail(TAIL_LINES) as tail:
+        if installed:
+            code = subprocess.run([sys.executable, script, *arguments], check=False).returncode
+        else:
+            sys.path.insert(0 if sys.flags.safe_path else 1, str(code_dir))  # where PYTHONPATH's entries go
+            code = main_script.run_as_main(code_dir / script, [script, *arguments])
+            main_script.shut_down()
+    if code:
+        return _fail(f"{script} exited {code}: " + "\n".join(tail), code)
     return 0
 
 
@@ -75,4 +91,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    gc.freeze()  # what the script left is not collected one object at a time before the exit
+    sys.exit(status)
