@@ -135,18 +135,21 @@ def test_threads_and_atexit_handlers_finish_before_the_reason_is_written(tmp_pat
     """As at the end of `python SCRIPT`: non-daemon threads are waited for, then atexit handlers run;
     what they print is in the reason, and the code folder is still there for them."""
     text = """
-        import atexit, os, sys, threading, time
+        import atexit, concurrent.futures, os, sys, threading, time
         here = os.getcwd()
-        def late():
+        def late(what):
             time.sleep(0.3)
-            print("thread: still writing", file=sys.stderr)
-        threading.Thread(target=late).start()
+            print(f"{what}: still writing", file=sys.stderr)
+        threading.Thread(target=late, args=("thread",)).start()
+        concurrent.futures.ThreadPoolExecutor(1).submit(late, "pool")  # never shut down by the script
         atexit.register(lambda: print(f"atexit: code folder there: {os.path.isdir(here)}", file=sys.stderr))
         sys.exit(4)
     """
     done = _entry(tmp_path, {"evaluate.py": text}, "evaluate.py")
     assert done.returncode == 4
-    assert _message(tmp_path) == "evaluate.py exited 4: thread: still writing\natexit: code folder there: True"
+    reason = _message(tmp_path).removeprefix("evaluate.py exited 4: ").splitlines()
+    assert sorted(reason[:2]) == ["pool: still writing", "thread: still writing"]
+    assert reason[2:] == ["atexit: code folder there: True"]
 
 
 def test_the_reason_keeps_the_last_20_lines_of_stderr_from_any_writer(tmp_path):

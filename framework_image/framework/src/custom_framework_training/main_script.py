@@ -64,10 +64,8 @@ def run_as_main(path: Path, argv: list[str]) -> int:
 
 
 def shut_down() -> None:
-    """The interpreter's first steps at exit, in its order: the threads' ``atexit`` functions
-    (``concurrent.futures`` stops its workers there), every non-daemon thread joined, then the
-    ``atexit`` handlers. Both are private functions of CPython because the interpreter calls them."""
-    threading._shutdown()  # type: ignore[attr-defined]
+    """The interpreter's first steps at exit, in its order: the threads' exit functions
+    (``concurrent.futures`` stops its workers there) and every non-daemon thread joined, then the
+    ``atexit`` handlers. Both functions are private to CPython: they are what its exit calls."""
+    threading._shutdown()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
