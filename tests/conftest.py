@@ -39,6 +39,13 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 # --- the container tier: one engine and one image for every module ----------------------------
 
 
+def _missing(reason: str) -> None:
+    """A tool the container tier needs is missing: skip here; CI installs them all, so there fail."""
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def engine() -> str:
     """docker where a Docker engine answers, else podman, as build-local.sh picks it (``ENGINE`` overrides).
@@ -48,9 +55,7 @@ def engine() -> str:
     try:
         return container.engine()
     except container.ContainerError as missing:
-        if os.environ.get("CI"):
-            pytest.fail(str(missing), pytrace=False)
-        pytest.skip(str(missing))
+        _missing(str(missing))
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +83,7 @@ def docker_host(engine: str) -> Iterator[str]:
 
     missing = [tool for tool in sdk_local.missing_tools() if engine == "podman" or not tool.startswith("podman")]
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail("SDK local mode needs " + "; ".join(missing), pytrace=False)
-        pytest.skip("SDK local mode needs " + "; ".join(missing))
+        _missing("SDK local mode needs " + "; ".join(missing))
     if engine == "docker":
         yield os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         return

@@ -43,11 +43,6 @@ def _fail(reason: str, code: int) -> int:
     return code
 
 
-def unpack(archive: Path, into: Path) -> None:
-    """The code archive's files, refusing any member that would land outside ``into``."""
-    archives.extract(archive, into)
-
-
 def run(archive: Path, script: str, arguments: list[str]) -> int:
     """Unpack, install requirements, run ``script``; its exit code is the job's. Once the script
     has run here, this process ends as the interpreter would (:func:`main_script.shut_down`)."""
@@ -59,7 +54,7 @@ def run(archive: Path, script: str, arguments: list[str]) -> int:
 
 
 def _run_in(code_dir: Path, archive: Path, script: str, arguments: list[str]) -> int:
-    unpack(archive, code_dir)
+    archives.extract(archive, code_dir)  # refusing any member that would land outside it
     if not (code_dir / script).is_file():
         return _fail(f"{script} is not in {archive.name}: name the evaluation script in training.toml", 2)
     installed = (code_dir / "requirements.txt").is_file()
