@@ -294,6 +294,16 @@ ModuleNotFoundError: No module named 'missing'
             "ModuleNotFoundError: No module named 'missing'; File \"/opt/ml/code/train.py\", line 3"
             " (exit 1; no output/failure file was written)",
         ),
+        (  # the toolkit echoed the unbuffered writes of the error line as lines of their own
+            "",
+            "Traceback (most recent call last):\nValueError\n:\nthe real reason\n",
+            "ValueError: the real reason (exit 1; the output/failure file is empty)",
+        ),
+        (  # or split it into the name and the rest
+            "",
+            "Traceback (most recent call last):\nValueError\n: the real reason\n",
+            "ValueError: the real reason (exit 1; the output/failure file is empty)",
+        ),
         (  # an empty one and a log without a traceback: its last lines
             "",
             "starting\n\nstep 1\n",

@@ -30,7 +30,7 @@ def _where(log: str) -> str | None:
 def _last_error(log: str) -> str | None:
     """The error line ending the last traceback (before the toolkit's next log line, which may repeat it
     mangled). The toolkit echoes unbuffered stderr writes as lines of their own, so ``ValueError``,
-    ``:`` and the message may come on three lines."""
+    ``:`` and the message may come on three lines, or ``: message`` on the second."""
     in_traceback = TRACEBACK in log
     lines = []
     for line in log.rsplit(TRACEBACK, 1)[-1].splitlines():
@@ -42,8 +42,9 @@ def _last_error(log: str) -> str | None:
             lines.append(line.strip())
     for i in range(len(lines) - 1, -1, -1):
         if ERROR_LINE.match(lines[i]):
-            if ":" not in lines[i] and lines[i + 1 : i + 2] == [":"] and i + 2 < len(lines):
-                return f"{lines[i]}: {lines[i + 2]}"
+            if ":" not in lines[i] and i + 1 < len(lines) and lines[i + 1].startswith(":"):
+                # The name, then the rest as the chunks came: ":" and the message, or ": message".
+                return re.sub(r"\s*:\s*", ": ", " ".join(lines[i:]), count=1)
             return lines[i]
     return None
 
