@@ -42,6 +42,10 @@ class ChannelError(UserError):
     """A channel whose data cannot be found or read."""
 
 
+class WorkflowError(UserError):
+    """A pipeline module (``workflow.py``) that cannot build a pipeline, or builds one SageMaker refuses."""
+
+
 class UnsupportedExpression(UserError):
     """A construct of a pipeline definition that cannot run on this machine."""
 

@@ -17,15 +17,20 @@ from pipeline.local.job_config import ChannelInput
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_SRC = Path(__file__).resolve().parent / "fixtures" / "probe"
+# The project's own realistic source dir (training script, contract, evaluation, handlers and a
+# pipeline module), in a folder the CLI runs in, so that its default --source-dir (user_src) is
+# this one: the tests never read the repository's user_src/, which is the user's to replace.
+WORKDIR = Path(__file__).resolve().parent / "fixtures" / "workdir"
+PROJECT_SRC = WORKDIR / "user_src"
 ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/custom-framework:0123abc"
 BUCKET = "test-bucket"
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path = ROOT
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path = WORKDIR
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m pipeline ARGS`` in a subprocess, as a user runs it."""
+    """``python -m pipeline ARGS`` in a subprocess, as a user runs it (in :data:`WORKDIR` by default)."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=cwd,

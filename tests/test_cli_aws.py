@@ -9,7 +9,7 @@ import shutil
 import boto3
 import pytest
 from moto_server import free_port
-from support import BUCKET, REGION, ROOT, run_cli
+from support import BUCKET, PROJECT_SRC, REGION, ROOT, run_cli
 
 
 def s3_objects() -> dict[str, tuple[str, str]]:
@@ -48,7 +48,7 @@ def test_upsert_creates_then_is_a_no_op(aws_env):
 def test_code_change_updates_only_the_code_uri(aws_env, tmp_path):
     assert run_cli("upsert").returncode == 0
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     (source / "train.py").write_text((source / "train.py").read_text() + "\n# tweak\n")
     done = run_cli("upsert", "--source-dir", str(source))
     assert done.returncode == 0, done.stderr
@@ -108,15 +108,6 @@ def _one_line_error(done, *fragments: str) -> None:
         (["upsert", "--bucket", "s3://bucket"], None, ["malformed bucket", "not an s3:// URI"]),
         (["upsert", "--bucket", "no-such-bucket"], None, ["bucket no-such-bucket does not exist", "--bucket"]),
         (["upsert", "--tags", "team"], None, ["malformed tag 'team'"]),
-        (["start", "--param", "Epochs=3"], None, ["unknown parameter 'Epochs'", "MaxIter"]),
-        (["start", "--param", "MaxIter=many"], None, ["parameter MaxIter expects int, got 'many'"]),
-        (["start", "--param", "TrainingInstanceCount=0"], None, ["TrainingInstanceCount must be between 1 and 100"]),
-        (["start", "--param", "TrainData=/local/path"], None, ["TrainData must be an s3://BUCKET/PREFIX URI"]),
-        (["start", "--param", "TrainData=s3://"], None, ["TrainData must be an s3://BUCKET/PREFIX URI"]),
-        (["start", "--param", "MaxIter"], None, ["is not NAME=VALUE"]),
-        (["start", "--param", "MaxIter=1", "--param", "MaxIter=2"], None, ["--param MaxIter is given twice"]),
-        (["start", "--param", "LearningRate=nan"], None, ["LearningRate expects a finite float"]),
-        (["start", "--param", "MaxIter=\u0661"], None, ["MaxIter expects int"]),
     ],
 )
 def test_bad_input_is_one_line_and_deploys_nothing(aws_env, monkeypatch, args, unset, fragments):
@@ -127,6 +118,37 @@ def test_bad_input_is_one_line_and_deploys_nothing(aws_env, monkeypatch, args, u
     _one_line_error(done, *fragments)
     assert pipelines() == []
     assert s3_objects() == {}
+
+
+@pytest.mark.parametrize(
+    "params, fragments",
+    [
+        (["Epochs=3"], ["unknown parameter 'Epochs'", "MaxIter", "MinAccuracy"]),
+        (["MaxIter=many"], ["parameter MaxIter expects int, got 'many'"]),
+        (["TrainingInstanceCount=0"], ["TrainingInstanceCount must be between 1 and 100"]),
+        (["TrainData=/local/path"], ["TrainData must be an s3://BUCKET/PREFIX URI"]),
+        (["TrainData=s3://"], ["TrainData must be an s3://BUCKET/PREFIX URI"]),
+        (["EvaluationInstanceType=m5.large"], ["EvaluationInstanceType must look like ml.m5.large"]),
+        (["MinAccuracy=high"], ["MinAccuracy expects a finite float"]),
+        (["MaxIter"], ["is not NAME=VALUE"]),
+        (["MaxIter=1", "MaxIter=2"], ["--param MaxIter is given twice"]),
+        (["LearningRate=nan"], ["LearningRate expects a finite float"]),
+        (["MaxIter=\u0661"], ["MaxIter expects int"]),
+    ],
+)
+def test_start_checks_params_against_the_deployed_definition_and_starts_nothing(aws_env, params, fragments):
+    """The deployed pipeline's parameters, whatever DAG made them (MinAccuracy is the pipeline module's)."""
+    assert run_cli("upsert").returncode == 0
+    objects = s3_objects()
+    done = run_cli("start", *(arg for pair in params for arg in ("--param", pair)))
+    _one_line_error(done, *fragments)
+    sm = boto3.client("sagemaker", region_name=REGION)
+    assert sm.list_pipeline_executions(PipelineName="test-pipeline")["PipelineExecutionSummaries"] == []
+    assert s3_objects() == objects
+
+
+def test_start_before_any_deploy_is_one_line(aws_env):
+    _one_line_error(run_cli("start", "--param", "MaxIter=3"), "is not deployed", "run upsert first")
 
 
 def test_unreachable_endpoint_is_one_line_and_quick(aws_env):
@@ -150,10 +172,14 @@ def test_status_ignores_settings_it_does_not_use(aws_env):
     assert "no executions of test-pipeline" in done.stdout
 
 
-def test_parameter_errors_come_before_any_aws_call(aws_env):
+def test_parameter_errors_come_before_any_aws_call(aws_env, tmp_path):
+    """run --local checks --param against the rendered definition before it reaches AWS."""
     closed = f"http://127.0.0.1:{free_port()}"
-    done = run_cli("start", "--param", "Nope=1", env={"AWS_ENDPOINT_URL": closed}, timeout=60)
-    _one_line_error(done, "unknown parameter 'Nope'")
+    done = run_cli(
+        "run", "--local", "--param", "Nope=1", "--output-dir", str(tmp_path), env={"AWS_ENDPOINT_URL": closed}
+    )
+    _one_line_error(done, "unknown parameter 'Nope'", "MinAccuracy")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_verbose_lets_sdk_logs_through(aws_env):
@@ -255,7 +281,7 @@ def test_diff_shows_every_write_upsert_makes_then_upsert_makes_them(aws_env):
 def test_after_a_code_change_diff_names_the_archive_upsert_uploads(aws_env, tmp_path):
     assert run_cli("upsert").returncode == 0
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     (source / "train.py").write_text((source / "train.py").read_text() + "\n# tweak\n")
     diff = run_cli("diff", "--source-dir", str(source))
     assert diff.returncode == 1
@@ -278,7 +304,7 @@ def test_upsert_refuses_when_the_pipeline_changed_after_its_plan(aws_env, tmp_pa
 
     assert run_cli("upsert").returncode == 0
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     (source / "train.py").write_text((source / "train.py").read_text() + "\n# mine\n")
     args = parser().parse_args(["upsert", "--source-dir", str(source)])
     settings, mine = common.settings(args), common.source(args)

@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from support import PROBE_SRC, ROOT, run_cli
+from support import PROBE_SRC, PROJECT_SRC, run_cli
 
-from pipeline.cli.deploy_commands import parameter_table
-from pipeline.definition import contract, parameters, sample_data
+from pipeline.definition import contract, parameters
 from pipeline.errors import ContractError, ParameterError
 from pipeline.local import job_inputs
 
-USER_SRC = ROOT / "user_src"
-SAMPLE = contract.load(USER_SRC)
+SAMPLE = contract.load(PROJECT_SRC)
 
 
 def offline_definition(source_dir: Path) -> dict:
@@ -28,46 +25,6 @@ def offline_definition(source_dir: Path) -> dict:
 
 
 # --- parsing -------------------------------------------------------------------------------------
-
-
-def test_the_sample_contract_declares_what_train_py_takes():
-    assert SAMPLE.entry_point == "train.py"
-    assert [hp.name for hp in SAMPLE.hyperparameters] == [
-        "learning-rate",
-        "max-iter",
-        "max-leaf-nodes",
-        "l2-regularization",
-        "target",
-        "seed",
-    ]
-    assert [c.name for c in SAMPLE.channels] == ["train", "validation"]
-    assert SAMPLE.hyperparameter("target").default == sample_data.TARGET
-
-
-def test_train_py_flags_agree_with_the_contract():
-    """train.py keeps plain argparse (it runs without this project); this keeps the two in step."""
-    sys.path.insert(0, str(USER_SRC))
-    try:
-        import train
-    finally:
-        sys.path.remove(str(USER_SRC))
-    defaults = vars(train.parse_args(["--train", "t", "--validation", "v"]))
-    kinds = {"int": int, "float": float, "str": str}
-    for hp in SAMPLE.hyperparameters:
-        value = defaults.pop(hp.name.replace("-", "_"))
-        assert (type(value), value) == (kinds[hp.type], hp.default), hp.name
-    # Every other flag is a path SageMaker provides: the model dir, the output dir and one per channel.
-    assert set(defaults) == {"model_dir", "output_data_dir"} | {c.name for c in SAMPLE.channels}
-
-
-def test_the_sample_job_prints_exactly_the_declared_metrics(tmp_path):
-    done = run_cli("train-local", "--output-dir", str(tmp_path), "--job-name", "metrics", "--hp", "max-iter=10")
-    assert done.returncode == 0, done.stdout + done.stderr
-    log = (tmp_path / "metrics" / "algo-1.log").read_text()
-    printed = set(re.findall(r"([\w:]+)=[-+0-9.eE]+;", log))
-    assert printed == {m.name for m in SAMPLE.metrics}
-    for metric in SAMPLE.metrics:
-        assert re.search(metric.regex, log), metric.name
 
 
 def test_an_undeclared_source_dir_declares_nothing(tmp_path):
@@ -167,7 +124,7 @@ def test_the_probe_definition_has_exactly_the_probe_parameters():
 
 def test_adding_a_hyperparameter_is_one_edit_in_the_training_code(tmp_path, aws_env):
     source = tmp_path / "src"
-    shutil.copytree(USER_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     with (source / "training.toml").open("a") as f:
         f.write('\n[hyperparameters.early-stopping]\ntype = "bool"\ndefault = false\nhelp = "stop early"\n')
     edited = contract.load(source)
@@ -181,23 +138,21 @@ def test_adding_a_hyperparameter_is_one_edit_in_the_training_code(tmp_path, aws_
     assert job_inputs.hyperparameters(["early-stopping=true"], edited)["early-stopping"] == "true"
     with pytest.raises(ParameterError, match="expects true or false"):
         job_inputs.hyperparameters(["early-stopping=maybe"], edited)
-    # a --param for start and run --local
-    assert parameters.parse_overrides(["EarlyStopping=true"], parameters.pipeline_parameters(edited)) == {
-        "EarlyStopping": True
-    }
-    done = run_cli("start", "--source-dir", str(source), "--param", "EarlyStopping=maybe")
-    assert done.returncode == 2 and "EarlyStopping expects true or false" in done.stderr
+    # a --param for start and run --local, read from the definition
+    declared = parameters.from_definition(definition)
+    assert parameters.parse_overrides(["EarlyStopping=true"], declared) == {"EarlyStopping": True}
+    with pytest.raises(ParameterError, match="EarlyStopping expects true or false"):
+        parameters.parse_overrides(["EarlyStopping=maybe"], declared)
     # and describe's Studio table
-    assert "| `EarlyStopping` | bool | `False` | stop early |" in parameter_table(edited)
-
-
-def test_the_readme_parameter_table_is_describes_output():
-    readme = (ROOT / "README.md").read_text()
-    assert "\n".join(parameter_table(SAMPLE)) in readme
-
-
-def test_describe_prints_the_table():
-    done = run_cli("describe")
+    done = run_cli("describe", "--source-dir", str(source))
     assert done.returncode == 0, done.stderr
+    assert "| `EarlyStopping` | bool | `false` | stop early |" in done.stdout
+
+
+def test_describe_prints_the_steps_and_the_table_of_the_rendered_definition():
+    done = run_cli("describe", "--source-dir", str(PROJECT_SRC))
+    assert done.returncode == 0, done.stderr
+    assert "steps: Train (Training), Evaluate (Processing), Gate (Condition)" in done.stdout
     assert "| `MaxIter` | int | `100` | number of boosting iterations |" in done.stdout
-    assert "metrics: train:accuracy, validation:accuracy, validation:f1, validation:log_loss" in done.stdout
+    assert "| `MinAccuracy` | float | `0.7` |" in done.stdout  # the pipeline module's own parameter
+    assert "training metrics: train:accuracy, validation:accuracy, validation:f1, validation:log_loss" in done.stdout

@@ -11,17 +11,16 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from support import ROOT, run_cli
+from support import PROJECT_SRC, ROOT, run_cli
 
 from pipeline.definition import contract, diff, parameters, sourcedir
 from pipeline.definition.render import render
 from pipeline.definition.settings import build_settings
 
-USER_SRC = ROOT / "user_src"
-CONTRACT = contract.load(USER_SRC)
+CONTRACT = contract.load(PROJECT_SRC)
 
 
-def render_source(source_dir: Path = USER_SRC) -> dict:
+def render_source(source_dir: Path = PROJECT_SRC) -> dict:
     """The offline definition of a source dir."""
     return json.loads(render(build_settings({}, offline=True), sourcedir.read(source_dir)).definition)
 
@@ -113,6 +112,20 @@ def _drop_register_model_fields(d: dict) -> None:
     assert set(container.pop("Environment")) == {"SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"}
 
 
+def _retry_policy_exception_types_are_lists(d: dict) -> None:
+    # SageMaker's RetryPolicies take a list of exception types (one policy retries several); the
+    # schema allows one string. Each step the blocks make carries them.
+    steps = [
+        *d["Steps"],
+        *(s for step in d["Steps"] for b in ("IfSteps", "ElseSteps") for s in step["Arguments"].get(b, [])),
+    ]
+    policies = [p for step in steps for p in step.get("RetryPolicies", [])]
+    assert policies
+    for policy in policies:
+        assert isinstance(policy["ExceptionType"], list)
+        policy["ExceptionType"] = policy["ExceptionType"][0]
+
+
 # Fields SageMaker accepts that the schema rejects. Each entry fails loudly if the
 # deviation disappears, so the list cannot outlive its reason.
 KNOWN_DEVIATIONS = (
@@ -125,6 +138,7 @@ KNOWN_DEVIATIONS = (
     _functions_where_the_schema_takes_only_get,
     _drop_register_model_fields,
     _unwrap_join_in_hyperparameters,
+    _retry_policy_exception_types_are_lists,
 )
 
 
@@ -167,7 +181,8 @@ def test_structure_is_parameterised(definition):
     assert args["Environment"] == {"PIPELINE_DATA_FINGERPRINT": {"Get": "Parameters.DataFingerprint"}}
     assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert args["OutputDataConfig"]["S3OutputPath"] == "s3://example-sagemaker-bucket/custom-framework-training/models"
-    assert set(params) == {p.name for p in parameters.pipeline_parameters(CONTRACT)}
+    module_own = {"EvaluationInstanceType", "MinAccuracy", "ModelPackageGroupName", "ModelApprovalStatus"}
+    assert set(params) == {p.name for p in parameters.pipeline_parameters(CONTRACT)} | module_own
     assert [s["Name"] for s in definition["Steps"]] == ["Train", "Evaluate", "Gate"]
     assert definition["PipelineExperimentConfig"] is None  # no experiment and trial per run
     # Nothing volatile may enter the step, or caching never hits.
@@ -184,7 +199,7 @@ def test_two_builds_from_the_same_tree_are_byte_identical():
 
 def test_pycache_does_not_change_the_code_hash(tmp_path):
     source = tmp_path / "src"
-    shutil.copytree(USER_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     before = sourcedir.read(source).archive
     (source / "__pycache__").mkdir()
     (source / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
@@ -193,7 +208,7 @@ def test_pycache_does_not_change_the_code_hash(tmp_path):
 
 def test_a_code_change_changes_exactly_the_code_uri_everywhere(tmp_path):
     source = tmp_path / "src"
-    shutil.copytree(USER_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     before = render_source(source)
     with (source / "train.py").open("a") as f:
         f.write("\n# a change\n")
@@ -222,7 +237,7 @@ def test_evaluate_gate_register_or_fail(definition):
         "-m",
         "custom_framework_training.processing",
     ]
-    assert args["AppSpecification"]["ContainerEntrypoint"][-1] == CONTRACT.evaluation.entry_point
+    assert args["AppSpecification"]["ContainerEntrypoint"][-1] == "evaluate.py"
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in args["ProcessingInputs"]}
     assert inputs == {
         "code": code,
@@ -234,7 +249,7 @@ def test_evaluate_gate_register_or_fail(definition):
     gate = _step(definition, "Gate")["Arguments"]
     (condition,) = gate["Conditions"]
     assert condition["Type"] == "GreaterThanOrEqualTo"
-    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == CONTRACT.evaluation.metric
+    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == "binary_classification_metrics.accuracy.value"
     assert condition["RightValue"] == {"Get": "Parameters.MinAccuracy"}
     assert params["MinAccuracy"] == {"Name": "MinAccuracy", "Type": "Float", "DefaultValue": 0.7}
     register = _step(definition, "Register-RegisterModel")["Arguments"]

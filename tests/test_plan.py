@@ -19,7 +19,7 @@ def deployed(definition: str | None, tags: dict[str, str] | None = None, code: b
     pipeline = None
     if definition is not None:
         pipeline = {"PipelineArn": ARN, "PipelineDefinition": definition, "LastModifiedTime": 1}
-    return Deployed(pipeline, tags or {}, code, frozenset())
+    return Deployed(pipeline, tags or {}, frozenset() if code else frozenset(RENDERED.objects), frozenset())
 
 
 def test_a_new_pipeline_is_created_with_its_tags_after_its_uploads():
@@ -57,3 +57,14 @@ def test_missing_or_changed_tags_are_added_and_hand_made_ones_kept():
     assert made.request is None
     assert made.tags == ({"Key": "team", "Value": "ml"},)
     assert made.lines() == ['~ Tags.team: "ml"']
+
+
+def test_the_sdks_uploads_are_planned_like_the_code_archive_only_when_missing():
+    """A ScriptProcessor's script (recorded by the render, content-addressed) is uploaded by the plan."""
+    script = "s3://example-sagemaker-bucket/p/code/0123/preprocess.py"
+    rendered = Rendered(DEFINITION, RENDERED.code_uri, b"archive", uploads={script: b"print(1)"})
+    missing = Deployed(None, {}, frozenset({script}), frozenset())
+    made = plan.make(SETTINGS, rendered, missing, {})
+    assert [(u.uri, u.body, u.why) for u in made.uploads] == [(script, b"print(1)", "code the pipeline module uploads")]
+    present = Deployed(None, {}, frozenset(), frozenset())
+    assert plan.make(SETTINGS, rendered, present, {}).uploads == ()

@@ -40,36 +40,46 @@ def cmd_definition(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
     )
     if not args.offline:
-        aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
+        s3 = aws.client("s3", settings.region)
+        for uri, body in rendered.objects.items():
+            aws.put_if_absent(s3, uri, body)
     print(rendered.definition)
     return ExitStatus.OK
 
 
-def parameter_table(contract: Contract) -> list[str]:
+def parameter_table(declared: list[params.Parameter]) -> list[str]:
     """The parameters Studio shows for a run, as a Markdown table (README, ``describe``)."""
     rows = ["| parameter | type | default | meaning |", "| --- | --- | --- | --- |"]
-    shown = params.pipeline_parameters(
-        contract, image_uri="(the deployed image)", data_uri=_data_default, model_package_group="PIPELINE_NAME"
-    )
-    for p in shown:
-        default = p.default if p.type in ("str", "json") and isinstance(p.default, str) else repr(p.default)
+    for p in declared:
+        default = p.default if isinstance(p.default, str) else json.dumps(p.default)
         rows.append(f"| `{p.name}` | {p.type} | `{default}` | {p.help} |")
     return rows
 
 
-def _data_default(channel: str) -> str:
-    return f"s3://BUCKET/PIPELINE_NAME/data/{channel}/"
-
-
 def cmd_describe(args: argparse.Namespace) -> int:
-    contract = common.source(args).contract
-    print(f"entry point: {contract.entry_point}")
+    common.no_aws()
+    settings = common.settings(args, offline=True)
+    source = common.source(args)
+    rendered = cached_render(settings, source, check=_step_check(settings), use_cache=not args.no_cache)
+    definition = json.loads(rendered.definition)
+    steps = ", ".join(f"{s['Name']} ({s['Type']})" for s in _all_steps(definition["Steps"]))
+    print(f"steps: {steps}")
     print()
-    print("\n".join(parameter_table(contract)))
-    if contract.metrics:
+    print("\n".join(parameter_table(params.from_definition(definition, rendered.help))))
+    if source.contract.metrics:
         print()
-        print("metrics: " + ", ".join(m.name for m in contract.metrics))
+        print("training metrics: " + ", ".join(m.name for m in source.contract.metrics))
     return ExitStatus.OK
+
+
+def _all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every step, those inside a condition's branches after it."""
+    out = []
+    for step in steps:
+        out.append(step)
+        branches = step.get("Arguments", {})
+        out += _all_steps([*branches.get("IfSteps", []), *branches.get("ElseSteps", [])])
+    return out
 
 
 def _plan(settings: Settings, rendered: Rendered, contract: Contract, seed_data: bool) -> tuple[Any, Any, Any]:
@@ -80,8 +90,8 @@ def _plan(settings: Settings, rendered: Rendered, contract: Contract, seed_data:
 
     sm, s3 = aws.client("sagemaker", settings.region), aws.client("s3", settings.region)
     aws.require_bucket(s3, settings.bucket, settings.prefix)
-    seedable = {settings.data_uri(c.name): c for c in contract.channels if c.sample and seed_data}
-    deployed = state.observe(sm, s3, settings.pipeline_name, rendered.code_uri, seedable)
+    seedable = _seedable(json.loads(rendered.definition), settings, contract) if seed_data else {}
+    deployed = state.observe(sm, s3, settings.pipeline_name, rendered.objects, seedable)
     samples = sample_data.channel_files()
     seeds = {
         f"{uri}{channel.name}.csv": samples[channel.sample].encode()
@@ -89,6 +99,18 @@ def _plan(settings: Settings, rendered: Rendered, contract: Contract, seed_data:
         if uri in deployed.empty_prefixes
     }
     return plan.make(settings, rendered, deployed, seeds), sm, s3
+
+
+def _seedable(definition: dict[str, Any], settings: Settings, contract: Contract) -> dict[str, Any]:
+    """Default data prefixes the sample data seeds: a contract channel with a sample split whose
+    parameter the definition declares, and some step reads, with the channel's default prefix."""
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
+    used = params.step_parameters(definition)
+    return {
+        settings.data_uri(c.name): c
+        for c in contract.channels
+        if c.sample and c.parameter_name in used and defaults.get(c.parameter_name) == settings.data_uri(c.name)
+    }
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -142,21 +164,21 @@ def cmd_start(args: argparse.Namespace) -> int:
     from pipeline import aws
     from pipeline.deploy import executions, fingerprint, state, validate
 
-    declared = params.pipeline_parameters(common.training_contract(args))
-    overrides = params.parse_overrides(args.param, declared)  # before any AWS call
     settings = common.settings(args, fields=RUN_SETTINGS)
-    _image_in_region(overrides, settings.region)
     sm = aws.client("sagemaker", settings.region)
-    deployed = state.deployed_pipeline(sm, settings.pipeline_name)
+    deployed = state.deployed_pipeline(sm, settings.pipeline_name)  # read-only: --param is checked against it
     if deployed is None:
         raise SettingsError(f"pipeline {settings.pipeline_name} is not deployed: run upsert first")
     definition = json.loads(deployed["PipelineDefinition"])
+    declared = params.from_definition(definition)
+    overrides = params.parse_overrides(args.param, declared)
+    _image_in_region(overrides, settings.region)
     validate.check_steps(definition, overrides, settings.pipeline_name, "fix the --param values")
-    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
-    if params.DATA_FINGERPRINT in defaults and params.DATA_FINGERPRINT not in overrides:
-        prefixes = [overrides.get(p.name, defaults.get(p.name)) for p in declared if p.channel]
-        s3 = aws.client("s3", settings.region)
-        overrides[params.DATA_FINGERPRINT] = fingerprint.fingerprint(s3, [str(uri) for uri in prefixes if uri])
+    if any(p.name == params.DATA_FINGERPRINT for p in declared) and params.DATA_FINGERPRINT not in overrides:
+        values = params.resolve(declared, overrides)
+        used = params.step_parameters(definition)
+        prefixes = sorted({str(values[n]) for n in used if str(values.get(n, "")).startswith("s3://")})
+        overrides[params.DATA_FINGERPRINT] = fingerprint.fingerprint(aws.client("s3", settings.region), prefixes)
     arn = executions.start(sm, settings.pipeline_name, params.execution_values(declared, overrides))
     print(f"started {arn}")
     if not args.wait:

@@ -156,10 +156,12 @@ def _run(args: argparse.Namespace) -> int:
     values = executor.check_runnable(definition, args.param)  # before anything is uploaded or run
     runner = _runner(args)
     execution = executor.new_execution(settings.pipeline_name)
-    uploading = frozenset({rendered.code_uri}) if rendered else frozenset()
+    uploading = frozenset(rendered.objects) if rendered else frozenset()
     executor.check_inputs(definition, values, execution, settings.region, uploading)
     if rendered:
-        aws.put_if_absent(aws.client("s3", settings.region), rendered.code_uri, rendered.archive)
+        s3 = aws.client("s3", settings.region)
+        for uri, body in rendered.objects.items():
+            aws.put_if_absent(s3, uri, body)
     steps = executor.run(
         definition,
         values,

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from pipeline.cli import demo, deploy_commands, local_commands, serve_commands
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR, DEFAULT_SOURCE_DIR
-from pipeline.definition.contract import CONTRACT_FILE
+from pipeline.definition.contract import CONTRACT_FILE, WORKFLOW_FILE
 from pipeline.definition.settings import ENVIRONMENT
 from pipeline.errors import ExitStatus
 from pipeline.local.processes import DEFAULT_STOP_GRACE_SECONDS
@@ -83,11 +83,8 @@ def _repeated(parser: argparse.ArgumentParser, flag: str, metavar: str, help_tex
 
 
 PARAM_HELP = (
-    "pipeline parameter override, checked against the source dir's parameters (`describe` lists"
-    " them): ImageUri, TrainingInstanceType, TrainingInstanceCount, MaxRuntimeSeconds, one"
-    " <Channel>Data per declared channel, DataFingerprint, one per declared hyperparameter"
-    " (max-iter -> MaxIter), and with an [evaluation]: EvaluationInstanceType, the threshold"
-    " (MinAccuracy), ModelPackageGroupName, ModelApprovalStatus"
+    "pipeline parameter override, checked against the {} definition's parameters (`describe` lists"
+    " them; the training step's come from training.toml, e.g. max-iter -> MaxIter, train -> TrainData)"
 )
 
 
@@ -168,7 +165,8 @@ def parser() -> argparse.ArgumentParser:
                 "--source-dir",
                 type=Path,
                 default=DEFAULT_SOURCE_DIR,
-                help=f"training code folder, with its {CONTRACT_FILE} [default: user_src]",
+                help=f"your code folder, with {CONTRACT_FILE} and the pipeline module {WORKFLOW_FILE}"
+                " [default: user_src]",
             )
         if settings:
             _settings_flags(p, settings)
@@ -192,7 +190,8 @@ def parser() -> argparse.ArgumentParser:
     _local_flags(p)
     p.set_defaults(func=local_commands.cmd_train_local)
 
-    p = command("describe", f"print the parameters Studio shows, from the source dir's {CONTRACT_FILE}", ())
+    p = command("describe", "print the parameters Studio shows, from the rendered definition (no AWS access)")
+    _no_cache_flag(p)
     p.set_defaults(func=deploy_commands.cmd_describe)
 
     p = command("definition", "print the pipeline definition JSON (uploads the code unless --offline)")
@@ -209,8 +208,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sample-data", action="store_true", help="do not seed empty default data prefixes")
     p.set_defaults(func=deploy_commands.cmd_upsert)
 
-    p = command("start", "start a pipeline run, optionally waiting for it", deploy_commands.RUN_SETTINGS)
-    _repeated(p, "--param", "NAME=VALUE", PARAM_HELP)
+    p = command("start", "start a pipeline run, optionally waiting for it", deploy_commands.RUN_SETTINGS, source=False)
+    _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.format("deployed"))
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
     p.add_argument("--poll-seconds", type=_positive(float), default=15.0, help="status poll interval with --wait")
     p.add_argument("--timeout", type=_positive(float), help="stop waiting after this many seconds")
@@ -219,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     p = command("run", "run the pipeline definition's steps on this machine (no Docker)")
     p.add_argument("--local", action="store_true", help="required: execute here, not on SageMaker")
     p.add_argument("--deployed", action="store_true", help="run the definition deployed in the account")
-    _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.replace("source dir's", "definition's"))
+    _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.format("rendered (or, with --deployed, the deployed)"))
     p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
     _job_runtime_flags(p)
     _no_cache_flag(p)

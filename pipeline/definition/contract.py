@@ -1,9 +1,10 @@
 """The training contract: what the code in a source dir declares about itself, in ``training.toml``.
 
 The file sits beside the entry point, ships inside ``sourcedir.tar.gz``, and is the one
-source of the entry point, hyperparameters, channels, metrics and default resources for
-every consumer: the pipeline's parameters and metric definitions, ``train-local --hp``,
-``start``/``run --param``, the sample data and ``describe``. A source dir without the
+source of the entry point, hyperparameters, channels, metrics and default resources of the
+training script: the training step's parameters and metric definitions (built by
+:class:`pipeline.definition.sdk.Project`), ``train-local --hp`` and the sample data. What
+runs before and after training is the pipeline module's (:data:`WORKFLOW_FILE`). A source dir without the
 file is valid: it declares nothing, and the command line supplies the rest.
 """
 
@@ -21,6 +22,8 @@ from pipeline.definition.sample_data import CHANNEL_ROWS as SAMPLE_SPLITS
 from pipeline.errors import ContractError
 
 CONTRACT_FILE = "training.toml"
+# The user's pipeline module beside it: builds the DAG, and never ships in the code archive.
+WORKFLOW_FILE = "workflow.py"
 DEFAULT_ENTRY_POINT = "train.py"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_INSTANCE_COUNT = 1
@@ -90,28 +93,6 @@ class Metric:
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """The held-out evaluation that gates registration: a script, its data, and the metric it must reach."""
-
-    entry_point: str  # a script in the source dir, run as a processing job on the framework image
-    channel: str  # the declared channel it evaluates on
-    metric: str  # where the value sits in the report, as a JsonGet path
-    threshold: float  # the default of the threshold parameter
-    threshold_parameter: str
-    report: str = "evaluation.json"
-
-
-@dataclass(frozen=True)
-class Registry:
-    """Where and how a model that passed the gate is registered."""
-
-    model_package_group: str | None = None  # default: the pipeline's name
-    inference_entry_point: str = "inference.py"  # the handlers module the serving container imports
-    content_types: tuple[str, ...] = ("text/csv", "application/json")
-    inference_instance_types: tuple[str, ...] = (DEFAULT_INSTANCE_TYPE,)
-
-
-@dataclass(frozen=True)
 class Contract:
     """Everything a source dir declares; the defaults stand for an undeclared source dir."""
 
@@ -123,8 +104,6 @@ class Contract:
     instance_count: int = DEFAULT_INSTANCE_COUNT
     max_runtime_seconds: int = DEFAULT_MAX_RUNTIME_SECONDS
     environment: Mapping[str, str] = field(default_factory=dict)
-    evaluation: Evaluation | None = None
-    registry: Registry = Registry()
 
     def hyperparameter(self, name: str) -> Hyperparameter | None:
         return next((hp for hp in self.hyperparameters if hp.name == name), None)
@@ -145,10 +124,10 @@ def _table(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+def _keys(table: Mapping[str, Any], allowed: set[str], where: str, hint: str = "") -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ContractError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        raise ContractError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}{hint}")
 
 
 def _text(value: Any, where: str, pattern: re.Pattern[str] | None = None) -> str:
@@ -237,53 +216,6 @@ def regex_problem(regex: str) -> str | None:
     return None if groups == 1 else f"must have exactly one capture group (the value), has {groups}"
 
 
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ContractError(f"{where} must be a non-empty list of strings")
-    return tuple(_text(item, where) for item in value)
-
-
-def _evaluation(spec: Any, channels: tuple[Channel, ...], where: str) -> Evaluation:
-    table = _table(spec, where)
-    _keys(table, {"entry_point", "channel", "metric", "threshold", "threshold_parameter", "report"}, where)
-    for key in ("entry_point", "channel", "metric", "threshold"):
-        if key not in table:
-            raise ContractError(f"{where} needs {key}")
-    channel = _text(table["channel"], f"{where}.channel")
-    if channel not in {c.name for c in channels}:
-        raise ContractError(f"{where}.channel {channel!r} is not a declared channel")
-    threshold = table["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise ContractError(f"{where}.threshold must be a number, got {threshold!r}")
-    metric = _text(table["metric"], f"{where}.metric")
-    default_parameter = "Min" + pascal_case(metric.removesuffix(".value").rpartition(".")[2])
-    return Evaluation(
-        entry_point=_text(table["entry_point"], f"{where}.entry_point"),
-        channel=channel,
-        metric=metric,
-        threshold=float(threshold),
-        threshold_parameter=_text(table.get("threshold_parameter", default_parameter), f"{where}.threshold_parameter"),
-        report=_text(table.get("report", "evaluation.json"), f"{where}.report"),
-    )
-
-
-def _registry(spec: Any, where: str) -> Registry:
-    table = _table(spec, where)
-    _keys(table, {"model_package_group", "inference_entry_point", "content_types", "inference_instance_types"}, where)
-    group = table.get("model_package_group")
-    return Registry(
-        model_package_group=None if group is None else _text(group, f"{where}.model_package_group"),
-        inference_entry_point=_text(
-            table.get("inference_entry_point", Registry.inference_entry_point), f"{where}.inference_entry_point"
-        ),
-        content_types=_strings(table.get("content_types", list(Registry.content_types)), f"{where}.content_types"),
-        inference_instance_types=_strings(
-            table.get("inference_instance_types", list(Registry.inference_instance_types)),
-            f"{where}.inference_instance_types",
-        ),
-    )
-
-
 def _unique(names: list[str], what: str) -> None:
     seen: set[str] = set()
     for name in names:
@@ -296,8 +228,9 @@ def from_data(data: Mapping[str, Any], origin: str = CONTRACT_FILE) -> Contract:
     """A contract from parsed TOML; every problem is a :class:`ContractError` naming the key."""
     _keys(
         data,
-        {"entry_point", "hyperparameters", "channels", "metrics", "resources", "environment", "evaluation", "registry"},
+        {"entry_point", "hyperparameters", "channels", "metrics", "resources", "environment"},
         origin,
+        f"; the steps after training are the pipeline module's ({WORKFLOW_FILE})",
     )
     resources = _table(data.get("resources", {}), f"{origin}: resources")
     _keys(resources, {"instance_type", "instance_count", "max_runtime_seconds"}, f"{origin}: resources")
@@ -328,16 +261,10 @@ def from_data(data: Mapping[str, Any], origin: str = CONTRACT_FILE) -> Contract:
             f"{origin}: resources.max_runtime_seconds",
         ),
         environment=dict(environment),
-        evaluation=_evaluation(data["evaluation"], declared_channels, f"{origin}: evaluation")
-        if "evaluation" in data
-        else None,
-        registry=_registry(data.get("registry", {}), f"{origin}: registry"),
     )
     _unique([m.name for m in contract.metrics], f"{origin}: metric")
     _unique(
-        [hp.parameter_name for hp in contract.hyperparameters]
-        + [c.parameter_name for c in contract.channels]
-        + ([contract.evaluation.threshold_parameter] if contract.evaluation else []),
+        [hp.parameter_name for hp in contract.hyperparameters] + [c.parameter_name for c in contract.channels],
         f"{origin}: pipeline parameter",
     )
     return contract

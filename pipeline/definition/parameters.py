@@ -89,35 +89,13 @@ class Parameter:
     channel: str | None = None  # the channel this parameter's S3 prefix feeds
 
 
-def _gate_parameters(contract: Contract, model_package_group: str) -> tuple[Parameter, ...]:
-    """Evaluate, gate and register: present when the contract declares an evaluation."""
-    evaluation = contract.evaluation
-    if evaluation is None:
-        return ()
-    group = contract.registry.model_package_group or model_package_group
-    return (
-        Parameter(EVALUATION_INSTANCE_TYPE, "str", contract.instance_type, "evaluation instance type", _instance_type),
-        Parameter(
-            evaluation.threshold_parameter,
-            "float",
-            evaluation.threshold,
-            f"register the model only if {evaluation.metric} in {evaluation.report} reaches this",
-        ),
-        Parameter(MODEL_PACKAGE_GROUP, "str", group, "model package group the model is registered in", _group_name),
-        Parameter(APPROVAL_STATUS, "str", APPROVAL_STATUSES[0], "status of a newly registered model", _approval_status),
-    )
-
-
 def pipeline_parameters(
-    contract: Contract,
-    image_uri: str = "",
-    data_uri: Callable[[str], str] = lambda channel: "",
-    model_package_group: str = "",
+    contract: Contract, image_uri: str = "", data_uri: Callable[[str], str] = lambda channel: ""
 ) -> tuple[Parameter, ...]:
-    """Every parameter of the pipeline, in the order Studio lists them.
+    """The parameters of a training step on the contract, in the order Studio lists them.
 
-    ``data_uri`` gives a channel's default prefix, ``model_package_group`` the default group
-    (the pipeline's name); checking an override needs only names and types.
+    ``data_uri`` gives a channel's default prefix. The pipeline module may add its own
+    (:class:`pipeline.definition.sdk.Project`); the definition lists them all.
     """
     return (
         Parameter(IMAGE_URI, "str", image_uri, "framework image the jobs run", _image_uri),
@@ -152,8 +130,62 @@ def pipeline_parameters(
             Parameter(hp.parameter_name, hp.type, hp.default, hp.help, hyperparameter=hp.name)
             for hp in contract.hyperparameters
         ),
-        *_gate_parameters(contract, model_package_group),
     )
+
+
+# Checks for the names the building blocks give their parameters; any parameter whose default is an
+# S3 URI must stay one, any *InstanceType must look like an instance type.
+KNOWN_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    IMAGE_URI: _image_uri,
+    INSTANCE_COUNT: _between(1, MAX_INSTANCE_COUNT),
+    MAX_RUNTIME: _between(1, MAX_RUNTIME_LIMIT),
+    MODEL_PACKAGE_GROUP: _group_name,
+    APPROVAL_STATUS: _approval_status,
+}
+# Definition parameter types and the value types the CLI parses them as.
+DEFINITION_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool"}
+
+
+def known_check(name: str, default: Any) -> Callable[[Any], str | None] | None:
+    """The project's check for a parameter of a definition, by its name or its default."""
+    if name in KNOWN_CHECKS:
+        return KNOWN_CHECKS[name]
+    if name.endswith("InstanceType"):
+        return _instance_type
+    return check_s3_uri if str(default).startswith("s3://") else None
+
+
+def from_definition(definition: Mapping[str, Any], help: Mapping[str, str] | None = None) -> list[Parameter]:
+    """A definition's parameters, typed, with the project's checks where it knows them: what Studio
+    shows, and what ``start --param`` and ``run --local --param`` accept, for any DAG."""
+    found = []
+    for item in definition.get("Parameters", []):
+        kind = DEFINITION_TYPES.get(item["Type"])
+        if kind is None:
+            raise ParameterError(f"parameter {item['Name']} has type {item['Type']}, which runs only on SageMaker")
+        default = item.get("DefaultValue", "")
+        text = (help or {}).get(item["Name"], "")
+        found.append(Parameter(item["Name"], kind, default, text, known_check(item["Name"], default)))
+    return found
+
+
+def step_parameters(definition: Mapping[str, Any]) -> set[str]:
+    """The names of the parameters some step reads (``Get: Parameters.NAME`` anywhere in its steps)."""
+    used: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            target = node.get("Get")
+            if isinstance(target, str) and target.startswith("Parameters."):
+                used.add(target.removeprefix("Parameters."))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(definition.get("Steps", []))
+    return used
 
 
 def convert(parameter: Parameter, raw: str) -> Any:

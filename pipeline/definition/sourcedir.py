@@ -40,6 +40,7 @@ DEFAULT_IGNORE = (
     *(".DS_Store", "._*", "Thumbs.db", "desktop.ini"),
     *("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".ipynb_checkpoints/", "*.pyc", "*.pyo"),
     IGNORE_FILE,  # how to pack, not code
+    f"/{contract.WORKFLOW_FILE}",  # the DAG, not the jobs' code: editing it keeps step caching
 )
 # Packed if not ignored, with a warning: names that usually hold keys or credentials.
 SECRET_LOOKING = (

@@ -81,7 +81,11 @@ def make(settings: Settings, rendered: Rendered, deployed: Deployed, seeds: Mapp
     """
     old = json.loads(deployed.definition) if deployed.definition else None
     diff = tuple(changes(old, json.loads(rendered.definition)))
-    uploads = [] if deployed.code_present else [Upload(rendered.code_uri, rendered.archive, "code archive")]
+    uploads = [
+        Upload(uri, body, "code archive" if uri == rendered.code_uri else "code the pipeline module uploads")
+        for uri, body in rendered.objects.items()
+        if uri in deployed.missing
+    ]
     uploads += [Upload(uri, body, "sample data") for uri, body in seeds.items()]
     common = {
         "PipelineName": settings.pipeline_name,

@@ -15,7 +15,7 @@ class Deployed:
 
     pipeline: dict[str, Any] | None
     tags: dict[str, str]
-    code_present: bool
+    missing: frozenset[str]  # objects the definition needs (code archive, SDK uploads) not yet stored
     empty_prefixes: frozenset[str]  # default data prefixes holding no object
 
     @property
@@ -38,11 +38,12 @@ def deployed_pipeline(sm: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
-def observe(sm: Any, s3: Any, pipeline_name: str, code_uri: str, data_prefixes: Iterable[str]) -> Deployed:
-    """Read the pipeline, its tags, whether the code archive is stored, and which data prefixes are empty."""
+def observe(sm: Any, s3: Any, pipeline_name: str, objects: Iterable[str], data_prefixes: Iterable[str]) -> Deployed:
+    """Read the pipeline, its tags, which of ``objects`` are not stored, and which data prefixes are empty."""
     pipeline = deployed_pipeline(sm, pipeline_name)
     tags = {}
     if pipeline:
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=pipeline["PipelineArn"]).get("Tags", [])}
     empty = frozenset(prefix for prefix in data_prefixes if next(aws.list_keys(s3, prefix), None) is None)
-    return Deployed(pipeline, tags, aws.object_exists(s3, code_uri), empty)
+    missing = frozenset(uri for uri in objects if not aws.object_exists(s3, uri))
+    return Deployed(pipeline, tags, missing, empty)
