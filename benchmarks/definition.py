@@ -22,8 +22,9 @@ from pipeline.definition import contract, sdk
 from pipeline.definition.settings import build_settings
 if sys.argv[1] == "on":
     sdk.SDK_DEFAULTS = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": False}}}}
-sdk.definition_json(
-    build_settings({}, offline=True), contract.load(Path("user_src")), "s3://example-sagemaker-bucket/p/code/0/sourcedir.tar.gz"
+source = Path("user_src")
+sdk.render(
+    build_settings({}, offline=True), contract.load(source), source, "s3://example-sagemaker-bucket/p/code/0/sourcedir.tar.gz"
 )
 """
 

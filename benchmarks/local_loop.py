@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -28,18 +27,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 from moto_server import account_environment, moto_server  # the tests' AWS stand-in
 
 from pipeline.definition import sample_data
+from pipeline.definition.contract import WORKFLOW_FILE
 
 RESULTS = Path(__file__).with_name("results-local-loop.md")
 
 
 def source_copies(tmp: Path) -> tuple[Path, Path]:
-    """user_src as it is (the whole DAG), and a train-only copy (no [evaluation], no [registry])."""
+    """user_src as it is (the whole DAG), and a train-only copy (no pipeline module: one training step)."""
     dag = tmp / "dag"
     shutil.copytree(ROOT / "user_src", dag, ignore=shutil.ignore_patterns("__pycache__"))
     train_only = tmp / "train-only"
     shutil.copytree(dag, train_only)
-    contract = (train_only / "training.toml").read_text()
-    (train_only / "training.toml").write_text(re.split(r"\n# The pipeline after training", contract)[0] + "\n")
+    (train_only / WORKFLOW_FILE).unlink()
     return dag, train_only
 
 

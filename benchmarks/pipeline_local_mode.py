@@ -35,6 +35,7 @@ import sdk_local  # the tests' SDK local mode helper
 from moto_server import account_environment, moto_server  # the tests' AWS stand-in
 
 from pipeline.definition import sample_data, settings, sourcedir
+from pipeline.definition.contract import WORKFLOW_FILE
 
 RESULTS = Path(__file__).with_name("results-pipeline-local-mode.md")
 BUCKET = "bench-bucket"
@@ -49,7 +50,7 @@ def sdk_run(image: str, docker_host: str, endpoint: str, source: Path, work: Pat
     read = sourcedir.read(source)
     code_uri = sourcedir.s3_uri(deployed.code_prefix, read.archive)
     parameters = {"ImageUri": image, "TrainingInstanceType": "local"}
-    if read.contract.evaluation:
+    if (source / WORKFLOW_FILE).is_file():  # the sample's DAG: Evaluate has its own instance type
         parameters["EvaluationInstanceType"] = "local"
     runs = count()
 

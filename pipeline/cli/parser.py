@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.cli import demo, deploy_commands, local_commands, serve_commands
+from pipeline.cli import demo, deploy_commands, local_commands, promote_commands, serve_commands
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR, DEFAULT_SOURCE_DIR
 from pipeline.definition.contract import CONTRACT_FILE, WORKFLOW_FILE
 from pipeline.definition.settings import ENVIRONMENT
@@ -227,4 +227,44 @@ def parser() -> argparse.ArgumentParser:
     p = command("status", "list recent executions", deploy_commands.RUN_SETTINGS, source=False)
     p.add_argument("--limit", type=_positive(int), default=5, help="how many runs to list")
     p.set_defaults(func=deploy_commands.cmd_status)
+
+    p = command(
+        "promote",
+        "deploy the newest Approved model package to a stage's endpoint: plan, apply, smoke test (docs/promotion.md)",
+        promote_commands.SETTINGS,
+        source=False,
+    )
+    p.add_argument("stage", help="staging, prod, or another name (which then needs --instance-type)")
+    p.add_argument("--plan", action="store_true", help="print the plan only; exit 0 none, 1 some")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--rollback", action="store_true", help="deploy the package the endpoint served before")
+    action.add_argument("--delete", action="store_true", help="delete the stage's endpoint, its configs and models")
+    p.add_argument(
+        "--model-package-group", help="group to promote from (a name or an ARN) [default: the pipeline name]"
+    )
+    p.add_argument("--model-package", metavar="ARN", help="promote this package (it must be Approved), not the newest")
+    p.add_argument("--instance-type", help="endpoint instance type [default: the stage's; staging, prod: ml.m5.large]")
+    p.add_argument("--instance-count", type=_positive(int), help="endpoint instances [default: staging 1, prod 2]")
+    p.add_argument(
+        "--data-capture",
+        type=int,
+        metavar="PERCENT",
+        help="share of requests captured to S3 [default: staging 0, prod 100]",
+    )
+    p.add_argument(
+        "--bake-seconds",
+        type=int,
+        metavar="SECONDS",
+        help="blue/green: old fleet kept after the switch [default: staging 0, prod 600]",
+    )
+    _repeated(p, "--alarm", "NAME", "CloudWatch alarm that rolls an update back")
+    _repeated(
+        p, "--sample", "TYPE=FILE", "smoke-test request body for a content type [default: sample rows, CSV and JSON]"
+    )
+    p.add_argument(
+        "--local", action="store_true", help="smoke-test serve-local on the package's artifact, not the endpoint"
+    )
+    p.add_argument("--poll-seconds", type=_positive(float), default=30.0, help="endpoint status poll interval")
+    p.add_argument("--timeout", type=_positive(float), default=3600.0, help="stop waiting for the endpoint after this")
+    p.set_defaults(func=promote_commands.cmd_promote)
     return root
