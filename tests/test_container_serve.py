@@ -13,10 +13,12 @@ import json
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
+from fixtures.inference.acceptance import CASES, SCRIPTS, container_answer, load_script, train_model
 from test_serving import ROW, free_port, train_sample_model
 
 from pipeline.local import container
@@ -24,6 +26,7 @@ from pipeline.local import container
 pytestmark = pytest.mark.container
 
 START_TIMEOUT = 180
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "inference"
 RUN_TIMEOUT = 300
 
 
@@ -90,3 +93,36 @@ def test_serve_without_a_model_exits_with_one_line(engine, image):
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip().splitlines()[-1] == "serve: error: model directory /opt/ml/model does not exist"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_third_party_scripts_answer_in_the_image_as_the_scikit_learn_container(engine, image, tmp_path, script):
+    """The acceptance suite through the image's own ``serve``: the image's package set, its server."""
+    from pipeline.cli.serve_commands import container_command
+
+    model_dir = train_model(tmp_path / "model")
+    module = load_script(script)
+    model = module.model_fn(str(model_dir))
+    port = free_port()
+    command = container_command(engine, image, model_dir, FIXTURES / script, "127.0.0.1", port)
+    name = f"test-accept-{uuid.uuid4().hex[:12]}"
+    command[2:2] = ["--name", name]
+    log = tmp_path / "container.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while _ping(port) != 200:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        for case in [c for c in CASES if c.script == script]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("POST", "/invocations", body=case.body, headers=case.headers)
+            response = connection.getresponse()
+            got = (response.status, response.getheader("Content-Type", ""), response.read())
+            connection.close()
+            expected = container_answer(module, model, case)
+            assert got[0] == expected[0] if expected[0] != 200 else got == expected, case.name
+    finally:
+        _remove(engine, name)
+        process.wait(timeout=60)

@@ -42,7 +42,10 @@ def model_fn(model_dir: str) -> Model:
 def input_fn(request_body: str | bytes, content_type: str) -> Rows:
     if content_type != content.JSON:
         return Rows(content.decode(request_body, content_type), probabilities=False)
-    data = json.loads(request_body)  # invalid JSON is a ValueError: the server answers 400
+    try:
+        data = json.loads(request_body)
+    except ValueError as error:  # a handler's own ValueError is a 500, as in SageMaker's toolkits
+        raise BadRequest(f"the {content.JSON} body is not valid JSON: {error}") from None
     wants = isinstance(data, dict) and data.get("probabilities") is True
     return Rows(content.json_rows(data), probabilities=wants)
 

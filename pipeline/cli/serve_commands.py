@@ -1,7 +1,9 @@
 """``serve-local``: serve a trained model here, Docker-free, with the image's own server and handlers.
 
-The framework package's ``serve`` is the server the image runs (``docker run IMAGE serve``),
-so a request answered here is answered the same way by an endpoint on the registered model.
+The framework package's ``serve`` is the server the image runs (``docker run IMAGE serve``), and it
+runs here in the image's package set (the job environment ``train-local`` uses), so a request
+answered here is answered the same way by an endpoint on the registered model, and a script
+importing a package the image lacks fails at start here as it would there.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from custom_framework_training import archives
+from custom_framework_training.serving import files as serving_files
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR
 from pipeline.errors import SettingsError
 
@@ -35,7 +37,10 @@ def model_dir(model: Path) -> Path:
     folder = model.with_name(f"serving-model-{digest}")  # a new archive at the same path gets its own
     if not folder.is_dir():
         partial = Path(tempfile.mkdtemp(prefix=".serving-model-", dir=model.parent))
-        archives.extract(model, partial)
+        try:
+            serving_files.unpack(model, partial)
+        except (OSError, tarfile.TarError) as error:
+            raise SettingsError(f"--model {model}: cannot unpack it: {error}") from None
         partial.rename(folder)
     return folder
 
@@ -54,8 +59,6 @@ def container_command(engine: str, image: str, model: Path, code: Path, host: st
 
 
 def cmd_serve_local(args: argparse.Namespace) -> int:
-    from custom_framework_training.serving import StartupError, serve
-
     model = model_dir(args.model or latest_model(args.output_dir))
     if args.container or args.image:
         import subprocess
@@ -66,8 +69,31 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
         image = args.image or container.built_image(engine)
         container.check_image(engine, image)
         return subprocess.call(container_command(engine, image, model, args.source_dir, args.host, args.port))
-    try:
-        serve(model, args.source_dir, args.host, args.port, args.workers)  # blocks, then exits the process
-    except StartupError as error:
-        raise SettingsError(str(error)) from None
-    return 0
+    return _serve_in_job_environment(args, model)
+
+
+def _serve_in_job_environment(args: argparse.Namespace, model: Path) -> int:
+    """The image's ``serve`` in a throwaway venv over the job environment; its start-up error is this
+    command's one ``error:`` line."""
+    import sys
+
+    from pipeline.local import runners, transform
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    runner = runners.process_runner(None, report)
+    arguments = ["--host", args.host, "--port", str(args.port), "--model-dir", str(model.resolve())]
+    if args.workers:
+        arguments += ["--workers", str(args.workers)]
+    with tempfile.TemporaryDirectory(prefix="serve-local-") as scratch:
+        argv, env = transform.server_process(runner, args.source_dir.resolve(), Path(scratch), report, arguments)
+        server = transform.start(argv, env, transform.echo)
+        with transform.forwarded_stop(server):
+            try:
+                code = server.wait()
+            except KeyboardInterrupt:  # the server has a process group of its own: the terminal's SIGINT is ours
+                code = server.stop()
+    if server.failure():
+        raise SettingsError(server.failure())
+    return code

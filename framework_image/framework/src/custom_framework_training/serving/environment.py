@@ -61,7 +61,13 @@ def from_environ(environ: Mapping[str, str] = os.environ) -> ServingEnvironment:
         program=environ.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM,
         port=_number(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, int),
         workers=_number(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), int),
-        timeout_seconds=_number(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, int),
+        # The toolkit's newer name wins over the older one, as in sagemaker-inference.
+        timeout_seconds=_number(
+            environ,
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS",
+            _number(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, int),
+            int,
+        ),
         max_payload_bytes=int(_number(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB, float) * 2**20),
         default_accept=environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON,
         log_level=_number(environ, "SAGEMAKER_CONTAINER_LOG_LEVEL", logging.INFO, int),

@@ -3,9 +3,10 @@
 The module is ``SAGEMAKER_PROGRAM`` (default ``inference.py``) in the code directory.
 It must define ``model_fn(model_dir)``: loading a model is framework-specific (a joblib
 file, a torch checkpoint, several files and a vocabulary), and a guessed default would
-turn a missing handler into a confusing error at the first request. ``input_fn``,
-``predict_fn`` and ``output_fn`` default to CSV/JSON rows, ``model.predict`` and
-CSV/JSON out.
+turn a missing handler into a confusing error at the first request (the containers, too,
+have no default). Then either ``transform_fn`` alone, or any of ``input_fn``, ``predict_fn``
+and ``output_fn``, the others defaulting to :mod:`.content`'s formats and ``model.predict``;
+``execution_parameters_fn`` optionally answers ``GET /execution-parameters``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from custom_framework_training.serving import content
-from custom_framework_training.serving.errors import StartupError
+from custom_framework_training.serving.errors import BadRequest, StartupError
 
 # Each handler's parameters, in the order the server passes them.
 PARAMETERS = {
@@ -28,12 +29,19 @@ PARAMETERS = {
     "input_fn": ("request_body", "content_type"),
     "predict_fn": ("input_data", "model"),
     "output_fn": ("prediction", "accept"),
+    "transform_fn": ("model", "request_body", "content_type", "accept"),
+    "execution_parameters_fn": (),
 }
+STAGES = ("input_fn", "predict_fn", "output_fn")
 
 
 def default_predict_fn(input_data: Any, model: Any) -> Any:
-    """Any model with a scikit-learn style ``predict``."""
-    return model.predict(input_data)
+    """Any model with a scikit-learn style ``predict``; its ``ValueError`` (a wrong number of features) is
+    the request's fault, so a 400 saying so, where the container answers 500."""
+    try:
+        return model.predict(input_data)
+    except ValueError as e:
+        raise BadRequest(f"the model rejected the input: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,9 @@ class Handlers:
     # The types the default codecs read and write; None when a user handler decides.
     input_types: tuple[str, ...] | None
     output_types: tuple[str, ...] | None
+    # The user's transform_fn, which replaces the three stages above.
+    transform_fn: Callable[[Any, str | bytes, str, str], Any] | None = None
+    execution_parameters_fn: Callable[[], Any] | None = None
 
 
 def module_path(code_dir: Path, program: str) -> Path:
@@ -63,11 +74,13 @@ def load(code_dir: Path, program: str) -> Handlers:
             "pack it under code/ in model.tar.gz, or set SAGEMAKER_SUBMIT_DIRECTORY)"
         )
     module = _import(path)
-    if hasattr(module, "transform_fn"):
-        raise StartupError(f"{path}: transform_fn is not supported; define input_fn, predict_fn and output_fn")
-    if not hasattr(module, "model_fn"):
-        raise StartupError(f"{path} defines no model_fn(model_dir): this framework has no default way to load a model")
     found = {name: getattr(module, name, None) for name in PARAMETERS}
+    if found["model_fn"] is None:
+        raise StartupError(f"{path} defines no model_fn(model_dir): this framework has no default way to load a model")
+    if found["transform_fn"] is not None and any(found[name] for name in STAGES):
+        raise StartupError(
+            f"{path}: transform_fn replaces input_fn, predict_fn and output_fn; define one or the others"
+        )
     for name, handler in found.items():
         if handler is not None:
             _check_signature(path, name, handler)
@@ -77,8 +90,10 @@ def load(code_dir: Path, program: str) -> Handlers:
         input_fn=found["input_fn"] or content.decode,
         predict_fn=found["predict_fn"] or default_predict_fn,
         output_fn=found["output_fn"] or content.encode,
-        input_types=None if found["input_fn"] else content.DEFAULT_TYPES,
-        output_types=None if found["output_fn"] else content.DEFAULT_TYPES,
+        input_types=None if found["input_fn"] or found["transform_fn"] else content.DEFAULT_TYPES,
+        output_types=None if found["output_fn"] or found["transform_fn"] else content.DEFAULT_TYPES,
+        transform_fn=found["transform_fn"],
+        execution_parameters_fn=found["execution_parameters_fn"],
     )
 
 
@@ -93,6 +108,12 @@ def _import(path: Path) -> ModuleType:
     sys.modules[path.stem] = module
     try:
         spec.loader.exec_module(module)
+    except ModuleNotFoundError as e:
+        del sys.modules[path.stem]
+        raise StartupError(
+            f"cannot import {path}: {e}; the image does not have it: list it in a requirements.txt beside "
+            f"{path.name} (installed at start, as SageMaker's containers do) or add it to the image"
+        ) from e
     except Exception as e:
         del sys.modules[path.stem]
         raise StartupError(f"cannot import {path}: {type(e).__name__}: {e}") from e

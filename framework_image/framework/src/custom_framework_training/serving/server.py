@@ -1,15 +1,16 @@
 """The HTTP server: the app built once by :mod:`.startup`, served by gunicorn from forked workers.
 
 The model is loaded in the master before the port is bound, then gunicorn forks one
-worker per CPU, which share the loaded model copy-on-write.
+worker per CPU (``SAGEMAKER_MODEL_SERVER_WORKERS``), which share the loaded model
+copy-on-write.
 
-gunicorn's ``sync`` workers, as in SageMaker's bring-your-own-container sample: one
-request per process at a time, the shape of CPU-bound predictions. Only an idle worker
-accepts a connection, so no request queues behind a long one while a worker is free;
-a worker stuck longer than ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` is killed and re-forked
-from the loaded master; no thread or monkey-patching runs under the user's handlers.
-The price is no keep-alive (one TCP connection per request): benchmarks/serving.py
-measures it, and the alternatives.
+gunicorn's ``gevent`` workers, as in SageMaker's framework containers: connections are
+kept alive (a client does not pay a new TCP connection per request), and a slow client
+holds a greenlet, not a worker, so it cannot starve ``/ping``. A request, body included,
+gets ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds (504 after, where the containers' nginx
+answers 504); a handler that holds the CPU for longer stops its worker's heartbeat, and
+gunicorn kills it and forks a fresh one from the loaded master. benchmarks/serving.py
+measures it against sync workers and the containers' Flask stack.
 """
 
 from __future__ import annotations
@@ -30,13 +31,42 @@ from custom_framework_training.serving.startup import build_app, limit_threads
 
 logger = logging.getLogger(__name__)
 
-WORKER_CLASS = "sync"
+WORKER_CLASS = "gevent"
+# Connections one worker holds at once (open keep-alive ones included), as sagemaker-containers sets it.
+WORKER_CONNECTIONS = 1000
+# Idle seconds before a kept-alive connection is closed; also the limit for reading a request's headers.
+KEEPALIVE_SECONDS = 5
+
+
+class RequestTimeout(BaseException):
+    """Raised into a request's greenlet when it passes the model server timeout (not an ``Exception``, so a
+    handler's ``except Exception`` cannot swallow it)."""
+
+
+def with_deadline(app: InferenceApp, seconds: int) -> Any:
+    """``app`` with each request cut off after ``seconds`` (cooperative: I/O and sleeps; a CPU-bound handler is
+    the heartbeat's to stop)."""
+    import gevent  # only with the gevent worker class, which has it
+
+    def timed(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            with gevent.Timeout(seconds, RequestTimeout):
+                return app(environ, start_response)
+        except RequestTimeout:
+            logger.error(
+                "%s %s took longer than %d s: cut off", environ["REQUEST_METHOD"], environ["PATH_INFO"], seconds
+            )
+            message = f"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT={seconds} s\n".encode()
+            start_response("504 Gateway Timeout", [("Content-Type", "text/plain; charset=utf-8")])
+            return [message]
+
+    return timed
 
 
 class _Gunicorn(BaseApplication):
     """gunicorn driven from code: no command line, no config file, the already-built app."""
 
-    def __init__(self, app: InferenceApp, options: Mapping[str, Any]) -> None:
+    def __init__(self, app: Any, options: Mapping[str, Any]) -> None:
         self._app = app
         self._options = options
         super().__init__()
@@ -45,7 +75,7 @@ class _Gunicorn(BaseApplication):
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> InferenceApp:
+    def load(self) -> Any:
         return self._app
 
 
@@ -56,6 +86,8 @@ def gunicorn_options(
         "bind": [f"{host}:{port}"],
         "workers": settings.workers,
         "worker_class": worker_class,
+        "worker_connections": WORKER_CONNECTIONS,
+        "keepalive": KEEPALIVE_SECONDS,
         # SAGEMAKER_MODEL_SERVER_TIMEOUT: a worker busy for longer on one request is killed and replaced.
         "timeout": settings.timeout_seconds,
         "preload_app": True,
@@ -72,7 +104,9 @@ def gunicorn_options(
 
 def run(app: InferenceApp, host: str, port: int, settings: ServingEnvironment, **kwargs: Any) -> NoReturn:
     """Serve ``app`` until SIGTERM or SIGINT; gunicorn then exits the process (``SystemExit``)."""
-    _Gunicorn(app, gunicorn_options(host, port, settings, **kwargs)).run()
+    options = gunicorn_options(host, port, settings, **kwargs)
+    served = with_deadline(app, settings.timeout_seconds) if options["worker_class"] == "gevent" else app
+    _Gunicorn(served, options).run()
     raise SystemExit(0)  # gunicorn's run() exits itself; this only states it
 
 
