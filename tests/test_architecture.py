@@ -81,3 +81,15 @@ def test_the_rule_checker_sees_a_violation(tmp_path):
         "pipeline.deploy.plan",
         "sagemaker.estimator",
     ]
+
+
+def test_the_local_commands_say_they_need_linux_elsewhere(monkeypatch, capsys):
+    """On macOS or Windows, one error line instead of a traceback from prctl or /proc."""
+    from pipeline.cli import main
+
+    monkeypatch.setattr("sys.platform", "darwin")
+    assert main(["train-local"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: train-local runs jobs and servers as Linux processes")
+    assert main(["definition", "--offline", "--source-dir", str(ROOT / "no-such-dir")]) == 2  # not refused for that
+    assert "Linux" not in capsys.readouterr().err

@@ -10,11 +10,22 @@ import sys
 
 from pipeline.errors import ExitStatus, UserError, describe_os_error
 
+# Commands that run jobs or servers here: hosts are Linux processes (prctl, /proc, user namespaces).
+LINUX_ONLY = ("train-local", "run", "serve-local", "demo", "promote")
+
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.cli.parser import parser
 
     args = parser().parse_args(argv)
+    if args.command in LINUX_ONLY and not sys.platform.startswith("linux") and _runs_here(args):
+        print(
+            f"error: {args.command} runs jobs and servers as Linux processes (prctl, /proc, namespaces), not on"
+            f" {sys.platform}: use a Linux machine, WSL 2 or a dev container; definition, diff, upsert and start"
+            " work here",
+            file=sys.stderr,
+        )
+        return ExitStatus.BAD_INPUT
     if args.verbose:
         import logging
 
@@ -34,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: the traceback is the useful output
         print(f"error: {message}", file=sys.stderr)
         return status
+
+
+def _runs_here(args: object) -> bool:
+    """Whether the command runs anything on this machine (``promote`` only with ``--local``)."""
+    return getattr(args, "command", "") != "promote" or bool(getattr(args, "local", False))
 
 
 def _one_line(error: Exception) -> tuple[str | None, int]:
