@@ -9,7 +9,7 @@ import tarfile
 
 import boto3
 import pytest
-from support import BUCKET, PROBE_SRC, REGION, ROOT, probe_reports, run_cli
+from support import BUCKET, PROBE_SRC, PROJECT_SRC, REGION, probe_reports, run_cli
 
 from pipeline.definition import expressions
 from pipeline.errors import ParameterError
@@ -139,9 +139,9 @@ def test_steps_it_cannot_run_are_named_before_anything_runs():
 
     definition = {
         "Parameters": [{"Name": "MaxIter", "Type": "Integer", "DefaultValue": 100}],
-        "Steps": [{"Name": "Train", "Type": "Training"}, {"Name": "Predict", "Type": "Transform"}],
+        "Steps": [{"Name": "Train", "Type": "Training"}, {"Name": "Notify", "Type": "Lambda"}],
     }
-    with pytest.raises(expressions.UnsupportedExpression, match="step Predict has type Transform"):
+    with pytest.raises(expressions.UnsupportedExpression, match="step Notify has type Lambda, which run --local"):
         local_run.check_runnable(definition, [])
     definition["Steps"] = definition["Steps"][:1]
     assert local_run.check_runnable(definition, ["MaxIter=7"]) == {"MaxIter": 7}
@@ -194,7 +194,7 @@ def test_the_gate_not_met_fails_the_run_and_registers_nothing(aws_env, tmp_path)
 def test_after_an_edit_run_local_runs_the_whole_dag_on_the_new_code(aws_env, tmp_path):
     """The loop while iterating: upsert once, edit, run --local (the new archive is uploaded by the run)."""
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     assert run_cli("upsert", "--source-dir", str(source)).returncode == 0
     (source / "train.py").write_text((source / "train.py").read_text() + "\n# an edit\n")
     done = run_cli("run", "--local", "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs"))
@@ -205,9 +205,9 @@ def test_after_an_edit_run_local_runs_the_whole_dag_on_the_new_code(aws_env, tmp
 def test_a_gate_that_cannot_be_evaluated_fails_its_step_not_the_input(aws_env, tmp_path):
     """A metric path the report lacks is a failed condition step, as on SageMaker: exit 1, not 2."""
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
-    contract = (source / "training.toml").read_text().replace("accuracy.value", "accuracy.nope")
-    (source / "training.toml").write_text(contract)
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    workflow = (source / "workflow.py").read_text().replace("accuracy.value", "accuracy.nope")
+    (source / "workflow.py").write_text(workflow)
     assert run_cli("upsert", "--source-dir", str(source)).returncode == 0
     done = run_cli("run", "--local", "--deployed", "--output-dir", str(tmp_path / "jobs"))
     assert done.returncode == 1, done.stdout + done.stderr

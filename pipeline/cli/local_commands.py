@@ -155,9 +155,9 @@ def _run(args: argparse.Namespace) -> int:
     definition = json.loads(text)
     values = executor.check_runnable(definition, args.param)  # before anything is uploaded or run
     runner = _runner(args)
-    execution = executor.new_execution(settings.pipeline_name)
+    execution = executor.new_execution(settings.pipeline_name, settings.region)
     uploading = frozenset(rendered.objects) if rendered else frozenset()
-    executor.check_inputs(definition, values, execution, settings.region, uploading)
+    executor.check_inputs(definition, values, execution, settings.region, uploading, runner=runner)
     if rendered:
         s3 = aws.client("s3", settings.region)
         for uri, body in rendered.objects.items():

@@ -18,6 +18,11 @@ MODE ``container``: ``--term`` and ``--kill`` give the engine commands that do t
 inside the container (its processes belong to the engine, not to this tree).
 The exit status is ``COMMAND``'s (128 + N when signal N ended it). A stop signal sent to
 this process itself counts as ``term``.
+
+MODE ``enter`` (``enter --opt-ml BASE -- COMMAND...``, run as a host's ``COMMAND``): ``COMMAND``
+is exec'd in a private user and mount namespace where ``/opt/ml`` is ``BASE``, so scripts that
+hard-code SageMaker's paths run unmodified, without root and without touching the host's
+``/opt`` (see :func:`enter`). ``enter --probe`` only tries it: exit 0 if this machine allows it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ import sys
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+OPT = "/opt"
+OPT_ML = "/opt/ml"
 TICK_SECONDS = 0.2
 KILL_ROUNDS = 50
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -163,7 +175,89 @@ class Supervisor:
         return 128 + os.WTERMSIG(self.status)
 
 
+def _libc_call(name: str, *args: object) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    encoded = [a.encode() if isinstance(a, str) else a for a in args]
+    if getattr(libc, name)(*encoded) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{name}{tuple(args)}: {os.strerror(error)}")
+
+
+def _bind(source: str, target: str) -> None:
+    _libc_call("mount", source, target, None, MS_BIND | MS_REC, None)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+def enter(base: str) -> None:
+    """Make ``/opt/ml`` be ``base`` for this process and what it execs, and for nothing else.
+
+    A new user namespace (the caller's uid and gid mapped to themselves, so its files keep their
+    owner) gives the right to mount in a new mount namespace, private to
+    this process tree. If ``/opt/ml`` exists, ``base`` is bound over it; otherwise a tmpfs
+    covers ``/opt`` holding ``ml`` (``base``) beside binds of ``/opt``'s own entries, reached
+    through a descriptor of the covered folder. The host's ``/opt`` is never written.
+    """
+    uid, gid = os.geteuid(), os.getegid()
+    _libc_call("unshare", CLONE_NEWUSER | CLONE_NEWNS)
+    _write("/proc/self/setgroups", "deny")  # a process may map only its own ids, and groups then stay as they are
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    _libc_call("mount", "none", "/", None, MS_REC | MS_PRIVATE, None)
+    if os.path.isdir(OPT_ML):
+        _bind(base, OPT_ML)
+        return
+    if not os.path.isdir(OPT):
+        raise OSError(f"{OPT} does not exist, so {OPT_ML} cannot be laid over it")
+    entries = sorted(os.listdir(OPT))
+    covered = os.open(OPT, os.O_PATH | os.O_DIRECTORY)
+    try:
+        _libc_call("mount", "tmpfs", OPT, "tmpfs", 0, "mode=0755")
+        for name in entries:
+            source, target = f"/proc/self/fd/{covered}/{name}", f"{OPT}/{name}"
+            if os.path.islink(source):
+                os.symlink(os.readlink(source), target)
+                continue
+            if os.path.isdir(source):
+                os.mkdir(target)
+            else:
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+            _bind(source, target)
+    finally:
+        os.close(covered)
+    os.mkdir(OPT_ML)
+    _bind(base, OPT_ML)
+
+
+def _enter_main(argv: list[str]) -> int:
+    """``enter --opt-ml BASE -- COMMAND...``: exec ``COMMAND`` there. ``enter --probe``: whether it works."""
+    if argv[:1] == ["--probe"]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as base:
+            try:
+                enter(base)
+                with open(f"{OPT_ML}/probe", "w"):  # written through to base, not to /opt
+                    pass
+                if not os.path.exists(os.path.join(base, "probe")):
+                    raise OSError(f"{OPT_ML} is not {base}")
+            except OSError as error:
+                print(error, file=sys.stderr)
+                return 1
+        return 0
+    if len(argv) < 4 or argv[0] != "--opt-ml" or argv[2] != "--":
+        print("usage: host_init.py enter --opt-ml BASE -- COMMAND...", file=sys.stderr)
+        return 2
+    enter(argv[1])
+    os.execvp(argv[3], argv[3:])
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["enter"]:
+        return _enter_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("process", "container"))
     parser.add_argument("--term", type=json.loads, help="container mode: command that SIGTERMs the user processes")

@@ -1,10 +1,12 @@
 """A processing job on this machine, through the same machinery as a training job.
 
-A pipeline's Evaluate step is a CreateProcessingJob request: inputs copied from S3 to
+A processing step is a CreateProcessingJob request: inputs copied from S3 to
 ``/opt/ml/processing/...``, the container's entrypoint run, outputs uploaded from there.
-Here one host runs in the job environment with a base dir standing for ``/opt/ml``
-(paths in the request are moved under it), supervised, stopped and logged as a training
-host is, and the outputs go to their S3 URIs as SageMaker puts them.
+Here one host runs in the job environment with a base dir that it sees at ``/opt/ml``
+(:mod:`runners`), supervised, stopped and logged as a training host is, and the outputs go
+to their S3 URIs as SageMaker puts them. Every input is an S3 prefix or object in File
+mode (the SDK's ``code`` and ``entrypoint`` inputs included); what SageMaker alone can
+provide (Athena or Redshift datasets, Pipe mode, feature-store outputs) is refused by name.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,28 +63,50 @@ class ProcessingResult:
         return self.exit_code == 0
 
 
+# Input settings a local job honours: anything else (ManifestFile, Pipe, Gzip) runs only on SageMaker.
+INPUT_SETTINGS = {"S3DataType": ("S3Prefix",), "S3InputMode": ("File",), "S3CompressionType": ("None",)}
+
+
 def _local(path: str, where: str) -> str:
-    if not (path == BASE_DIR or path.startswith(f"{BASE_DIR}/")):
+    if not isinstance(path, str) or not (path == BASE_DIR or path.startswith(f"{BASE_DIR}/")):
         raise UnsupportedExpression(f"{where}: {path} is outside {BASE_DIR}, which is all a local job can lay out")
     return path
 
 
-def from_request(request: Mapping[str, Any], *, name: str, region: str, where: str) -> ProcessingJob:
-    """The job a request describes; an argument it cannot honour here is named, never ignored."""
+def check_request(request: Mapping[str, Any], where: str) -> None:
+    """Refuse, before anything runs, a request that a local job cannot honour (expressions may
+    still stand in for URIs)."""
     unknown = sorted(set(request) - HONOURED)
     if unknown:
         raise UnsupportedExpression(f"{where}: argument {unknown[0]} is not supported locally")
-    app = request["AppSpecification"]
-    inputs = []
     for item in request.get("ProcessingInputs", []):
+        name = item.get("InputName")
         source = item.get("S3Input")
         if source is None:
-            raise UnsupportedExpression(f"{where}: input {item.get('InputName')} is not an S3 input")
-        inputs.append((source["S3Uri"], _local(source["LocalPath"], where)))
-    outputs = []
+            kind = next(iter(set(item) - {"InputName", "AppManaged"}), "no source")
+            raise UnsupportedExpression(f"{where}: input {name} reads a {kind}, which only SageMaker provides")
+        for setting, allowed in INPUT_SETTINGS.items():
+            value = source.get(setting, allowed[0])
+            if value not in allowed:
+                raise UnsupportedExpression(
+                    f"{where}: input {name} has {setting} {value}: run --local reads only {allowed[0]}"
+                )
+        _local(source["LocalPath"], f"{where}: input {name}")
     for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
-        target = item["S3Output"]
-        outputs.append((item["OutputName"], _local(target["LocalPath"], where), target["S3Uri"]))
+        if "S3Output" not in item:
+            raise UnsupportedExpression(f"{where}: output {item.get('OutputName')} is not an S3 output")
+        _local(item["S3Output"]["LocalPath"], f"{where}: output {item.get('OutputName')}")
+
+
+def from_request(request: Mapping[str, Any], *, name: str, region: str, where: str) -> ProcessingJob:
+    """The job a request describes; an argument it cannot honour here is named, never ignored."""
+    check_request(request, where)
+    app = request["AppSpecification"]
+    inputs = [(i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"]) for i in request.get("ProcessingInputs", [])]
+    outputs = [
+        (item["OutputName"], item["S3Output"]["LocalPath"], item["S3Output"]["S3Uri"])
+        for item in request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    ]
     runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
     return ProcessingJob(
         name=name,
@@ -94,11 +118,6 @@ def from_request(request: Mapping[str, Any], *, name: str, region: str, where: s
         environment=dict(request.get("Environment", {})),
         max_runtime_seconds=None if runtime is None else float(runtime),
     )
-
-
-def _moved(argv: tuple[str, ...], base: Path) -> tuple[str, ...]:
-    """The command with every ``/opt/ml`` path moved under the base dir that stands for it."""
-    return tuple(str(base) + arg[len(BASE_DIR) :] if arg.startswith(f"{BASE_DIR}/") else arg for arg in argv)
 
 
 def run_processing(
@@ -119,7 +138,7 @@ def run_processing(
             channels.fetch(source, base / Path(path).relative_to(BASE_DIR), job.region)
         for _, path, _ in job.outputs:
             (base / Path(path).relative_to(BASE_DIR)).mkdir(parents=True, exist_ok=True)
-        command = runner.processing(replace(job, argv=_moved(job.argv, base)), root)("algo-1", base)
+        command = runner.processing(job, root)("algo-1", base)
         hosts = processes.Hosts()
         pumps: list[threading.Thread] = []
         try:

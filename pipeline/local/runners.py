@@ -2,14 +2,21 @@
 
 Both get the same base dir, request and environment variables, and run the toolkit's
 ``train`` under a :mod:`host_init`; they differ only in where the toolkit and the user's
-code run (the cached venv here, the image there) and in the paths the job sees.
+code run (the cached venv here, the image there). Both show the base dir at ``/opt/ml``:
+the container by a volume, a process by a private mount namespace (:func:`host_init.enter`);
+where this machine allows no user namespace, a process gets ``SAGEMAKER_BASE_DIR`` and
+paths moved under the base dir instead, and a warning says what to enable.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import secrets
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,10 +27,20 @@ from custom_framework_training import archives
 from pipeline.errors import UnsupportedExpression
 from pipeline.local import container, host_env, runtime
 from pipeline.local.job_config import PROGRAM, SUBMIT_DIRECTORY
-from pipeline.local.processes import HostCommand
+from pipeline.local.processes import HOST_INIT, HostCommand
 
 DOCKERFILE = runtime.FRAMEWORK_IMAGE / "Dockerfile"
 HostFactory = Callable[[str, Path], HostCommand]
+BASE_DIR = container.BASE_DIR
+# A processing job's entrypoint that the job environment runs: its Python (``python3 script.py``,
+# ScriptProcessor; ``python3 -m module``), or a shell script run by this machine's shell, which finds
+# the job's python3 and pip first on PATH (FrameworkProcessor's ``/bin/bash runproc.sh``).
+PYTHON = re.compile(r"(?:/usr(?:/local)?/bin/|/opt/venv/bin/)?python(?:3(?:\.\d+)?)?")
+SHELLS = ("sh", "bash", "/bin/sh", "/bin/bash", "/usr/bin/sh", "/usr/bin/bash")
+NAMESPACE_FIX = (
+    "enable unprivileged user namespaces (Ubuntu 24.04: sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0)"
+    " or run with --container"
+)
 
 
 class JobSpec(Protocol):
@@ -47,9 +64,51 @@ class ProcessingSpec(Protocol):
 
 
 def code_archive(job: JobSpec) -> Path | None:
-    """The job's code as a local tarball, or None when the toolkit downloads it (``s3://``)."""
-    location = json.loads(job.hyperparameters[SUBMIT_DIRECTORY])
-    return None if location.startswith("s3://") else Path(location)
+    """The job's code as a local tarball, or None when the toolkit downloads it (``s3://``) or the
+    job has none (an ``Estimator`` on an image whose training module needs no user script)."""
+    location = json.loads(job.hyperparameters.get(SUBMIT_DIRECTORY, '""'))
+    return None if not location or location.startswith("s3://") else Path(location)
+
+
+def processing_command(argv: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """A processing entrypoint as the job environment runs it: ``python3`` becomes ``""`` (the
+    job's Python, filled in by the runner); a shell stays. Any other program is refused by name."""
+    if not argv:
+        raise UnsupportedExpression(
+            f"{where}: no ContainerEntrypoint, so the image's own entrypoint would run, which only the image has:"
+            " give the processor an entrypoint (Processor(entrypoint=['python3', ...]) or ScriptProcessor)"
+        )
+    first = argv[0]
+    if isinstance(first, str) and PYTHON.fullmatch(first):
+        return ("", *argv[1:])
+    if first in SHELLS:
+        return argv
+    raise UnsupportedExpression(
+        f"{where}: entrypoint {first!r} runs only in the image: run --local runs python3 and shell"
+        " (sh, bash) entrypoints; use python3 (ScriptProcessor(command=['python3'])) or run it on SageMaker"
+    )
+
+
+def moved(argv: list[str], base: Path) -> list[str]:
+    """The command with every ``/opt/ml`` path moved under the base dir that stands for it."""
+    return [
+        str(base) + arg[len(BASE_DIR) :] if arg == BASE_DIR or arg.startswith(f"{BASE_DIR}/") else arg for arg in argv
+    ]
+
+
+@functools.cache
+def namespace_problem() -> str | None:
+    """Why a host cannot get a private ``/opt/ml`` here (None: it can), tried once per process."""
+    probe = subprocess.run(
+        [sys.executable, "-I", "-S", str(HOST_INIT), "enter", "--probe"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return None
+    return (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
 
 
 def installs_requirements(job: JobSpec, archive: Path | None) -> bool:
@@ -81,10 +140,12 @@ class Runner(Protocol):
 
 @dataclass(frozen=True)
 class ProcessRunner:
-    """Hosts as processes of the cached job environment, with ``SAGEMAKER_BASE_DIR`` for ``/opt/ml``."""
+    """Hosts as processes of the cached job environment, each seeing its base dir at ``/opt/ml`` if
+    ``opt_ml`` (a private mount namespace), else through ``SAGEMAKER_BASE_DIR`` and moved paths."""
 
     environment: runtime.JobEnvironment
     interpreter: runtime.Interpreter
+    opt_ml: bool = False
 
     def describe(self) -> str:
         return (
@@ -106,25 +167,22 @@ class ProcessRunner:
         return self._hosts(job, scratch, environment, [str(environment.root / "bin" / "train")])
 
     def processing(self, job: ProcessingSpec, scratch: Path) -> HostFactory:
-        """How a processing job's container command runs here: its ``python3`` is the job's Python."""
-        command = list(job.argv)
-        if command and command[0] in ("python", "python3"):
-            command = command[1:]
-        else:
-            raise UnsupportedExpression(f"{job.name}: only a python3 entrypoint runs locally, not {job.argv[:1]}")
-        return self._hosts(job, scratch, self.environment, command)
+        """How a processing job's container command runs here (:func:`processing_command`)."""
+        command = processing_command(job.argv, f"processing job {job.name}")
+        return self._hosts(job, scratch, self.environment, list(command))
 
     def _hosts(
         self, job: ProcessingSpec | JobSpec, scratch: Path, environment: runtime.JobEnvironment, command: list[str]
     ) -> HostFactory:
-        """``command`` run by the job's throwaway venv, with the image's, the platform's and the job's variables."""
+        """``command`` run by the job's throwaway venv (``""`` first: its python), with the image's, the
+        platform's and the job's variables; in a private namespace where ``/opt/ml`` is the host's base dir."""
         venv = scratch / "venv"
         python = runtime.job_venv(venv, environment)
         bins = [str(venv / "bin"), *([str(environment.layer / "bin")] if environment.layer else [])]
         bins.append(str(environment.root / "bin"))
         image = host_env.relocate(host_env.image_environment(DOCKERFILE.read_text()), str(venv), bins)
         passed = host_env.passed_through(os.environ, host_env.NETWORK + host_env.HOST_FILES, host_env.HOST_PREFIXES)
-        argv = [str(python), *command]
+        argv = [str(python), *command[1:]] if command[0] == "" else command
 
         def host(name: str, base: Path) -> HostCommand:
             env = host_env.environment(
@@ -132,9 +190,12 @@ class ProcessRunner:
                 passed=passed,
                 job=job.environment,
                 platform_vars=host_env.platform(job.name, job.region, job.role_arn),
-                local={"SAGEMAKER_BASE_DIR": str(base), "SM_STUDIO_LOCAL_MODE": "true"},
+                local={"SAGEMAKER_BASE_DIR": BASE_DIR if self.opt_ml else str(base), "SM_STUDIO_LOCAL_MODE": "true"},
             )
-            return HostCommand(argv, env, base, scratch=scratch)
+            if self.opt_ml:
+                enter = [sys.executable, "-I", "-S", str(HOST_INIT), "enter", "--opt-ml", str(base), "--"]
+                return HostCommand([*enter, *argv], env, base, scratch=scratch)
+            return HostCommand(moved(argv, base), env, base, scratch=scratch)
 
         return host
 
@@ -144,7 +205,13 @@ def process_runner(python: str | None, report: Callable[[str], None]) -> Process
     environment made now if this is its first use."""
     wanted = runtime.image_python(DOCKERFILE.read_text())
     interpreter = runtime.choose_interpreter(python, wanted, os.environ.get("PATH", ""))
-    return ProcessRunner(runtime.ensure_environment(interpreter, report), interpreter)
+    problem = namespace_problem()
+    if problem:
+        report(
+            f"warning: jobs cannot see {BASE_DIR} here ({problem}): they get SAGEMAKER_BASE_DIR and"
+            f" moved paths, so scripts that hard-code {BASE_DIR} fail; {NAMESPACE_FIX}"
+        )
+    return ProcessRunner(runtime.ensure_environment(interpreter, report), interpreter, opt_ml=problem is None)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""Scripts see SageMaker's paths: each host runs in a private user and mount namespace where
+``/opt/ml`` is its base dir (``host_init.py enter``), without root and without writing the host's
+``/opt``. Where no user namespace is allowed, hosts fall back to ``SAGEMAKER_BASE_DIR`` and moved
+paths, with one warning line naming what to enable.
+
+Run as root and as an unprivileged user (the module is what CI's unprivileged runner runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import boto3
+import pytest
+from local_support import process_runner
+from moto_server import REGION
+from support import BUCKET, make_job
+
+from pipeline.local import job as local_job
+from pipeline.local import processing, runners
+from pipeline.local.processes import HOST_INIT
+
+SCRIPT = """\
+from pathlib import Path
+data = Path("/opt/ml/processing/input/data/rows.csv").read_text()
+Path("/opt/ml/model").mkdir(parents=True, exist_ok=True)
+Path("/opt/ml/model/x").write_text("seen " + data)
+"""
+
+
+@pytest.fixture(scope="module")
+def namespaces():
+    problem = runners.namespace_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"no user namespace for /opt/ml: {problem}", pytrace=False)
+        pytest.skip(f"no user namespace for /opt/ml: {problem}")
+
+
+@pytest.fixture(scope="module")
+def runner(namespaces):
+    found = process_runner()
+    assert found.opt_ml
+    return found
+
+
+def host_opt() -> tuple[list[str], bool]:
+    return sorted(os.listdir("/opt")) if os.path.isdir("/opt") else [], os.path.exists("/opt/ml")
+
+
+def test_a_script_writes_and_reads_opt_ml_and_the_host_opt_is_untouched(namespaces, tmp_path):
+    base = tmp_path / "algo-1"
+    (base / "processing" / "input" / "data").mkdir(parents=True)
+    (base / "processing" / "input" / "data" / "rows.csv").write_text("1,2\n")
+    before = host_opt()
+    seen = subprocess.run(
+        [sys.executable, "-I", "-S", str(HOST_INIT), "enter", "--opt-ml", str(base), "--",
+         sys.executable, "-c", SCRIPT + "import os; print(sorted(os.listdir('/opt')), os.getuid())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert (base / "model" / "x").read_text() == "seen 1,2\n"
+    assert host_opt() == before and not before[1]
+    listed, uid = seen.stdout.rsplit(" ", 1)
+    assert eval(listed) == sorted([*before[0], "ml"])  # /opt's own entries are still there
+    assert int(uid) == os.getuid()  # the caller's own id: its files keep their owner
+    assert (base / "model" / "x").stat().st_uid == os.getuid()
+
+
+RUN_SH = """\
+cat /opt/ml/processing/rows/a.csv /opt/ml/processing/rows/sub/b.csv > "$1/all.csv"
+python3 -c "import sys; print(sys.prefix)" >> "$1/all.csv"
+"""
+
+
+def s3_input(name: str, uri: str, path: str) -> dict:
+    return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": path, "S3DataType": "S3Prefix"}}
+
+
+def test_a_processing_job_with_several_inputs_and_a_shell_entrypoint(aws_env, runner, tmp_path):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=BUCKET, Key="in/rows/a.csv", Body=b"1,2\n")
+    s3.put_object(Bucket=BUCKET, Key="in/rows/sub/b.csv", Body=b"3,4\n")
+    s3.put_object(Bucket=BUCKET, Key="code/run.sh", Body=RUN_SH.encode())
+    request = {
+        "AppSpecification": {
+            "ImageUri": "image",
+            "ContainerEntrypoint": ["/bin/bash", "/opt/ml/processing/code/run.sh"],
+            "ContainerArguments": ["/opt/ml/processing/out"],
+        },
+        "ProcessingInputs": [
+            s3_input("rows", f"s3://{BUCKET}/in/rows", "/opt/ml/processing/rows"),
+            s3_input("code", f"s3://{BUCKET}/code/run.sh", "/opt/ml/processing/code"),  # one object
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "out",
+                    "S3Output": {"S3Uri": f"s3://{BUCKET}/out", "LocalPath": "/opt/ml/processing/out"},
+                }
+            ]
+        },
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large"}},
+    }
+    job = processing.from_request(request, name="shell-job", region=REGION, where="test")
+    before = host_opt()
+    result = processing.run_processing(job, tmp_path / "job", runner, report=print)
+    assert result.succeeded, (tmp_path / "job" / "algo-1.log").read_text()
+    lines = s3.get_object(Bucket=BUCKET, Key="out/all.csv")["Body"].read().decode().splitlines()
+    assert lines[:2] == ["1,2", "3,4"]
+    assert "venv" in lines[2]  # the script's python3 is the job's, first on PATH
+    assert host_opt() == before
+
+
+def test_a_training_script_writes_opt_ml_model(aws_env, runner, tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(
+        'import os\nopen("/opt/ml/model/x", "w").write(os.environ["SM_MODEL_DIR"])\n'
+        'assert open("/opt/ml/input/data/train/rows.csv").read() == "5,6\\n"\n'
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("5,6\n")
+    job = make_job(tmp_path, {"train": str(data)}, source=source)
+    result = local_job.run_job(job, tmp_path / "job", runner, report=print)
+    assert result.succeeded, result.failure_reason
+    with tarfile.open(result.model_artifact) as archive:
+        assert archive.extractfile("x").read() == b"/opt/ml/model"  # the toolkit's own paths, as on SageMaker
+    assert not Path("/opt/ml").exists()
+
+
+def test_without_user_namespaces_hosts_get_moved_paths_and_one_warning(monkeypatch, tmp_path):
+    lines: list[str] = []
+    monkeypatch.setattr(runners, "namespace_problem", lambda: "unshare: Operation not permitted")
+    fallback = runners.process_runner(None, lines.append)
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert "kernel.apparmor_restrict_unprivileged_userns=0" in warning and "--container" in warning
+    assert not fallback.opt_ml
+    job = processing.ProcessingJob(
+        "j", ("python3", "/opt/ml/processing/code/x.py", "--out", "/opt/ml/processing/out"), (), (), REGION
+    )
+    base = tmp_path / "algo-1"
+    command = fallback.processing(job, tmp_path)("algo-1", base)
+    assert command.argv[1:] == [f"{base}/processing/code/x.py", "--out", f"{base}/processing/out"]
+    assert command.env["SAGEMAKER_BASE_DIR"] == str(base)
+    isolated = dataclasses.replace(fallback, opt_ml=True).processing(job, tmp_path / "2")("algo-1", base)
+    assert isolated.argv[:8] == [sys.executable, "-I", "-S", str(HOST_INIT), "enter", "--opt-ml", str(base), "--"]
+    assert isolated.argv[9:] == list(job.argv[1:]) and isolated.env["SAGEMAKER_BASE_DIR"] == "/opt/ml"
