@@ -36,14 +36,15 @@ SERVE_START_SECONDS = 60
 
 
 @contextlib.contextmanager
-def aws_stand_in() -> Iterator[str]:
-    """moto on 127.0.0.1, and this process (and its jobs) pointed at it; all restored afterwards."""
+def aws_stand_in(port: int = 0) -> Iterator[str]:
+    """moto on 127.0.0.1 (``port`` 0: any free one), and this process (and its jobs) pointed at it;
+    all restored afterwards."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
         raise SettingsError("the demo's AWS stand-in is moto: pip install -e '.[dev]'") from None
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log is not the demo's output
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"

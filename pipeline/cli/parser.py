@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.cli import demo, deploy_commands, local_commands, promote_commands, serve_commands
+from pipeline.cli import demo, deploy_commands, local_commands, promote_commands, serve_commands, standin
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR, DEFAULT_SOURCE_DIR
 from pipeline.definition.contract import CONTRACT_FILE, WORKFLOW_FILE
 from pipeline.definition.settings import ENVIRONMENT
@@ -175,6 +175,10 @@ def parser() -> argparse.ArgumentParser:
     p = command("demo", "the whole pipeline here on the sample data, then a prediction (no AWS account, no Docker)", ())
     p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
     p.set_defaults(func=demo.cmd_demo)
+
+    p = command("stand-in", "run the demo's AWS stand-in (moto on 127.0.0.1) and print its variables", (), False)
+    p.add_argument("--port", type=_positive(int), default=5123, help="port to listen on [default: 5123]")
+    p.set_defaults(func=standin.cmd_stand_in)
 
     p = command("serve-local", "serve a trained model here with the image's server and your handlers", ())
     p.add_argument("--model", type=Path, help="a model.tar.gz or folder [default: the newest under --output-dir]")
