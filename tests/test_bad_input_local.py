@@ -80,7 +80,7 @@ TRAIN_LOCAL = [
     case("--train", "{work}/data", fragment="data/deeper/loop is a symlink loop", setup=symlink_loop),
     case("--train", "{work}/data", fragment="data/gone.csv is a broken symlink", setup=broken_link),
     case("--source-dir", "/does/not/exist", fragment="source dir /does/not/exist is not a folder"),
-    case("--source-dir", "tests", fragment="source dir tests has no train.py"),
+    case("--source-dir", "{work}", fragment="has no train.py"),
     case("--entry-point", "nope.py", fragment="nope.py"),
     case("--checkpoints", "", fragment="--checkpoints is empty"),
     case("--checkpoints", "s3://", fragment="--checkpoints s3:// names no bucket"),

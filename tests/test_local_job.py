@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from local_support import RESUMABLE, assert_all_gone, process_runner, start_cli, start_probe_job, wait_for
-from support import BUCKET, REGION, ROOT, make_job, probe_reports, run_cli
+from support import BUCKET, PROJECT_SRC, REGION, make_job, probe_reports, run_cli
 
 from pipeline.definition import sample_data
 from pipeline.errors import ChannelError
@@ -111,7 +111,7 @@ def test_missing_channel_source_is_a_clear_error_before_launch(tmp_path, channel
 
 
 def test_train_py_names_the_missing_channel(tmp_path, channels, runner):
-    result = run_probe(tmp_path, {"train": channels["train"]}, runner, source=ROOT / "user_src")
+    result = run_probe(tmp_path, {"train": channels["train"]}, runner, source=PROJECT_SRC)
     assert result.exit_code == 1
     assert "no validation channel" in result.failure_reason
 
@@ -139,7 +139,11 @@ def test_two_hosts_each_get_their_own_base_dir_and_rank(tmp_path, channels, runn
         assert env["MASTER_ADDR"] == "algo-1"
         assert env["WORLD_SIZE"] == "2"
         assert env["RANK"] == str(rank)
-    assert envs["algo-1"]["SM_MODEL_DIR"] != envs["algo-2"]["SM_MODEL_DIR"]
+    # Each host has its own base dir: seen at /opt/ml as on SageMaker, or moved apart without namespaces.
+    if getattr(runner, "opt_ml", False):
+        assert envs["algo-1"]["SM_MODEL_DIR"] == envs["algo-2"]["SM_MODEL_DIR"] == "/opt/ml/model"
+    else:
+        assert envs["algo-1"]["SM_MODEL_DIR"] != envs["algo-2"]["SM_MODEL_DIR"]
 
 
 def test_max_runtime_sends_sigterm_to_the_script_then_stops_the_job(tmp_path, channels, runner):
@@ -239,7 +243,7 @@ def test_train_local_cli_trains_the_real_model(tmp_path):
 def test_the_readme_main_command_runs_the_whole_pipeline_then_predicts(tmp_path):
     """``python -m pipeline demo`` as the README runs it, from a project root: defaults only, no AWS
     account (moto stands in), no Docker: train, evaluate, gate, register, then a served prediction."""
-    shutil.copytree(ROOT / "user_src", tmp_path / "user_src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, tmp_path / "user_src", ignore=shutil.ignore_patterns("__pycache__"))
     done = run_cli("demo", cwd=tmp_path, env={"AWS_ENDPOINT_URL": "", "AWS_ACCESS_KEY_ID": ""})
     assert done.returncode == 0, done.stdout + done.stderr
     for line in (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from support import BUCKET, REGION, ROOT, run_cli
+from support import BUCKET, PROJECT_SRC, REGION, run_cli
 
 from pipeline.definition import sourcedir
 from pipeline.errors import SettingsError
@@ -112,14 +112,15 @@ def test_packing_is_byte_reproducible(tmp_path):
     }
 
 
-def test_the_sample_archive_packs_what_the_folder_holds_and_nothing_else():
-    """The sample's definition changes only with user_src's content: its archive is exactly
-    its files, by the same packing as before the ignore rules existed."""
-    source = sourcedir.read(ROOT / "user_src")
-    expected = sorted(p.relative_to(ROOT / "user_src") for p in (ROOT / "user_src").rglob("*") if p.is_file())
-    expected = [p for p in expected if "__pycache__" not in p.parts]
+def test_the_archive_packs_what_the_folder_holds_but_the_pipeline_module():
+    """A source dir's definition changes only with its content: its archive is exactly its files, by
+    the same packing as before the ignore rules existed, less the pipeline module (the DAG, not code)."""
+    source = sourcedir.read(PROJECT_SRC)
+    expected = sorted(p.relative_to(PROJECT_SRC) for p in PROJECT_SRC.rglob("*") if p.is_file())
+    expected = [p for p in expected if "__pycache__" not in p.parts and p.as_posix() != "workflow.py"]
+    assert (PROJECT_SRC / "workflow.py").is_file() and Path("workflow.py") not in source.files
     assert list(source.files) == expected
-    assert source.archive == sourcedir.pack_files(ROOT / "user_src", expected)
+    assert source.archive == sourcedir.pack_files(PROJECT_SRC, expected)
 
 
 def test_the_entry_point_and_the_contract_must_ship(tmp_path):
@@ -199,7 +200,7 @@ def code_archives() -> dict[str, list[str]]:
 
 def test_an_empty_swap_file_changes_nothing_deployed_and_a_env_never_reaches_s3(aws_env, tmp_path):
     source = tmp_path / "src"
-    shutil.copytree(ROOT / "user_src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
     (source / ".env").write_text("AWS_SECRET_ACCESS_KEY=do-not-ship\n")
     assert run_cli("upsert", "--source-dir", str(source)).returncode == 0
     sm = boto3.client("sagemaker", region_name=REGION)

@@ -275,7 +275,7 @@ def rendered_probe() -> Rendered:
 
 def deployed(tags_: dict[str, str] | None = None) -> Deployed:
     pipeline = {"PipelineArn": PIPELINE_ARN, "PipelineDefinition": "{}", "LastModifiedTime": 1}
-    return Deployed(pipeline if tags_ is not None else None, tags_ or {}, False, frozenset())
+    return Deployed(pipeline if tags_ is not None else None, tags_ or {}, frozenset(), frozenset())
 
 
 def test_a_plan_with_a_request_aws_would_refuse_is_not_made():

@@ -164,7 +164,7 @@ class ProcessRunner:
             code = scratch / "requirements-code"
             archives.extract(archive, code)
             environment = runtime.ensure_layer(environment, code, report)
-        return self._hosts(job, scratch, environment, [str(environment.root / "bin" / "train")])
+        return self._hosts(job, scratch, environment, ["", str(environment.root / "bin" / "train")])
 
     def processing(self, job: ProcessingSpec, scratch: Path) -> HostFactory:
         """How a processing job's container command runs here (:func:`processing_command`)."""
