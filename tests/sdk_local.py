@@ -180,11 +180,19 @@ def missing_tools() -> list[str]:
     """What SDK local mode under podman needs and this machine lacks, each with how to get it."""
     needs = {
         "podman": "apt-get install podman runc",
-        "docker-compose": "apt-get install docker-compose (SDK local mode's v1 fallback)",
         # The SDK runs `docker compose version` first and does not catch a missing binary.
         "docker": "apt-get install docker.io (its client) or podman-docker",
     }
-    return [f"{tool}: {hint}" for tool, hint in needs.items() if shutil.which(tool) is None]
+    missing = [f"{tool}: {hint}" for tool, hint in needs.items() if shutil.which(tool) is None]
+    if not missing and not _compose_v2() and shutil.which("docker-compose") is None:
+        missing.append("docker compose: the Compose v2 CLI plugin (GitHub's runners have it; .ci/run installs it)")
+    return missing
+
+
+def _compose_v2() -> bool:
+    """Whether ``docker compose`` is Compose v2, which the SDK prefers (and GitHub's runners have)."""
+    found = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+    return found.returncode == 0 and "v2" in found.stdout
 
 
 def compose_command() -> list[str]:

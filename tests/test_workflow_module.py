@@ -194,3 +194,89 @@ def test_the_sdks_own_processor_forms_upload_their_code_through_upsert(aws_env, 
     assert [s["Name"] for s in offline_definition["Steps"]] == ["Prep", "Train"]
     again = run_cli("upsert", "--source-dir", str(source))
     assert again.returncode == 0 and "nothing changed" in again.stdout and "uploaded" not in again.stdout
+
+
+ENTRY_POINTS = [
+    "train.py",
+    "bin/train.sh",
+    "my train.py",
+    "sub/../train.py",
+    "-train.py",
+    "/abs.py",
+    "a/./b.py",
+    "ü.py",
+]
+
+
+def test_the_entry_point_rule_is_the_toolkits(tmp_path):
+    """The project's copy of the pinned toolkit's rule agrees with the toolkit on every name (the toolkit
+    runs in a subprocess: importing it creates folders under $HOME)."""
+    import subprocess
+    import sys
+
+    from pipeline.definition import contract
+
+    script = (
+        "import json, sys\n"
+        "from sagemaker_training import errors, process\n"
+        "out = {}\n"
+        "for name in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        process.validate_entry_point(name); out[name] = True\n"
+        "    except errors.ClientError:\n"
+        "        out[name] = False\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(ENTRY_POINTS)],
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    toolkit = json.loads(done.stdout.strip().splitlines()[-1])
+    assert toolkit == {name: contract.entry_point_problem(name) is None for name in ENTRY_POINTS}
+    assert toolkit["train.py"] and not toolkit["my train.py"]
+
+
+@pytest.mark.parametrize(
+    "entry_point, fragment",
+    [
+        ("my train.py", "would be refused by the toolkit"),
+        ("sub/../train.py", "'..' segment"),
+        ("-train.py", "not starting with '-'"),
+    ],
+)
+def test_an_entry_point_the_toolkit_would_refuse_at_start_is_refused_before_upsert(
+    aws_env, tmp_path, entry_point, fragment
+):
+    """Any DAG's training steps (sagemaker_program) and the image's processing scripts."""
+    source = copy_project(tmp_path)
+    contract = (
+        (source / "training.toml").read_text().replace('entry_point = "train.py"', f'entry_point = "{entry_point}"')
+    )
+    (source / "training.toml").write_text(contract)
+    (source / "sub").mkdir()
+    if not (source / entry_point).exists():
+        shutil.copy(source / "train.py", source / entry_point)
+    done = run_cli("upsert", "--source-dir", str(source))
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], done.stderr
+    assert boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+
+
+def test_the_toolkits_entry_point_rule_also_covers_processing_scripts():
+    from pipeline.deploy import validate
+
+    step = {
+        "Name": "Prep",
+        "Type": "Processing",
+        "Arguments": {
+            "AppSpecification": {
+                "ContainerEntrypoint": ["python3", "-m", "custom_framework_training.processing", "code.tgz", "a b.py"]
+            }
+        },
+    }
+    (name,) = validate._entry_points(step, step["Arguments"])
+    assert name == "a b.py" and "would be refused by the toolkit" in validate.entry_point_problem(name)

@@ -40,6 +40,26 @@ HYPERPARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}", re.ASCII)
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
+# sagemaker-training 5.1.4's rule for entry point names (sagemaker_training.process.validate_entry_point),
+# checked against the toolkit itself by tests/test_workflow_module.py: importing the toolkit in the CLI
+# would create its /opt/ml stand-in folders under $HOME.
+SAFE_ENTRY_POINT = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._+-]*(/[A-Za-z0-9._+-]+)*", re.ASCII)
+
+
+def entry_point_problem(name: Any) -> str | None:
+    """Why the image's toolkit would refuse ``name`` as an entry point when the job starts: letters,
+    digits and ``. _ + - /`` only, relative, not starting with ``-``, no ``.`` or ``..`` segments."""
+    text = str(name)
+    if not SAFE_ENTRY_POINT.fullmatch(text) or text.startswith("-"):
+        return (
+            f"the entry point {text!r} would be refused by the toolkit when the job starts: use only letters,"
+            " digits, '.', '_', '+', '-' and '/', not starting with '-' or '/'; rename the script"
+        )
+    if any(segment in (".", "..") for segment in text.split("/")):
+        return f"the entry point {text!r} has a '.' or '..' segment, which the toolkit refuses: name the file plainly"
+    return None
+
+
 def pascal_case(name: str) -> str:
     """``max-leaf-nodes`` -> ``MaxLeafNodes``: how a declared name becomes a pipeline parameter."""
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_.]", name) if part)

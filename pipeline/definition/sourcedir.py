@@ -104,6 +104,9 @@ def check(source_dir: Path, entry_point: str) -> None:
             f"source dir {source_dir} is not a folder: pass --source-dir with your training code,"
             " or run from the project root"
         )
+    problem = contract.entry_point_problem(entry_point)
+    if problem:
+        raise SettingsError(f"{problem} (entry_point in training.toml, or --entry-point)")
     if not (source_dir / entry_point).is_file():
         raise SettingsError(
             f"source dir {source_dir} has no {entry_point}: add it, or name the script"

@@ -24,7 +24,9 @@ from datetime import date
 from functools import cache
 from typing import Any
 
+from pipeline.definition.contract import entry_point_problem
 from pipeline.definition.expressions import evaluate
+from pipeline.definition.sdk import PROCESSING_MODULE
 from pipeline.definition.settings import fix, shown, tag_key_problem
 from pipeline.errors import AwsError
 
@@ -42,6 +44,7 @@ STEP_OPERATIONS = {
     "Training": ("CreateTrainingJob", {"TrainingJobName": JOB_NAME}),
     "Processing": ("CreateProcessingJob", {"ProcessingJobName": JOB_NAME}),
     "RegisterModel": ("CreateModelPackage", {}),
+    "Transform": ("CreateTransformJob", {"TransformJobName": JOB_NAME}),
 }
 NESTED_STEPS = ("IfSteps", "ElseSteps")  # a Condition step's branches
 
@@ -54,7 +57,7 @@ FIXES = {
     "PipelineParameters": "fix the --param value",
     "MaxResults": "pass a smaller --limit",
 }
-STEP_FIX = "fix the source dir's training.toml or the settings the step is built from"
+STEP_FIX = "fix the source dir's training.toml or workflow.py, or the settings the step is built from"
 
 # Java-only constructs in the models' patterns, as ASCII classes Python's re understands.
 JAVA_CLASSES = {
@@ -307,6 +310,19 @@ def _parameter_values(definition: Mapping[str, Any], overrides: Mapping[str, Any
     return {**defaults, **overrides}
 
 
+def _entry_points(step: Mapping[str, Any], arguments: Mapping[str, Any]) -> Iterator[str]:
+    """The entry point names a step's job hands the toolkit: a training job's ``sagemaker_program``,
+    a processing job's script run by the image's processing entry."""
+    if step.get("Type") == "Training":
+        program = arguments.get("HyperParameters", {}).get("sagemaker_program")
+        if isinstance(program, str):
+            yield json.loads(program) if program.startswith('"') else program
+    elif step.get("Type") == "Processing":
+        entrypoint = arguments.get("AppSpecification", {}).get("ContainerEntrypoint", [])
+        if PROCESSING_MODULE in entrypoint and isinstance(entrypoint[-1], str):
+            yield entrypoint[-1]
+
+
 def step_problems(definition: Mapping[str, Any], overrides: Mapping[str, Any], pipeline_name: str) -> list[str]:
     """Every problem of the calls the steps make (CreateTrainingJob, CreateProcessingJob,
     CreateModelPackage), with the parameters at ``overrides``, else their defaults, and the
@@ -320,6 +336,11 @@ def step_problems(definition: Mapping[str, Any], overrides: Mapping[str, Any], p
         operation, filled = STEP_OPERATIONS[step["Type"]]
         arguments = evaluate(_mark_runtime(step.get("Arguments", {}), values, execution), values, execution)
         found += problems(operation, {**filled, **arguments}, root=f"step {step.get('Name')}: ")
+        found += [
+            f"step {step.get('Name')}: {problem}"
+            for name in _entry_points(step, arguments)
+            if (problem := entry_point_problem(name))
+        ]
     return found
 
 

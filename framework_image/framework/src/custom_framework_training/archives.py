@@ -45,4 +45,18 @@ def extract(archive: Path, into: Path) -> None:
             return
         members = tar.getmembers()
         check_members(members, into)
+        for member in members:
+            _data_filter_mode(member)
         tar.extractall(into, members=members)
+
+
+def _data_filter_mode(member: tarfile.TarInfo) -> None:
+    """The modes the ``"data"`` filter gives: folders the default (a folder stored as 0o644 would lock
+    out anyone but root), files readable and writable by their owner, no setuid, setgid, sticky or
+    group/other write bits."""
+    if member.isdir():
+        member.mode = 0o755
+    elif member.isfile():
+        member.mode = (member.mode & 0o755 & ~0o022) | 0o600
+        if not member.mode & 0o100:
+            member.mode &= ~0o111
