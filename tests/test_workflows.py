@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"
+PROMOTE = WORKFLOWS / "promote.yml"
+ALL = [CI, DEPLOY, PROMOTE]
 AWS = ROOT / ".github" / "aws"
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
 DEPLOY_SCRIPT = ROOT / ".github" / "scripts" / "deploy.sh"
@@ -150,7 +152,7 @@ def test_zizmor_does_find_a_template_injection(tmp_path: Path) -> None:
 # --- both workflows ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [CI, DEPLOY], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_every_action_is_pinned_to_a_commit_sha_with_its_version(path: Path) -> None:
     lines = [m for m in map(USES_LINE.match, path.read_text().splitlines()) if m]
     workflow = load(path)
@@ -165,7 +167,7 @@ def test_every_action_is_pinned_to_a_commit_sha_with_its_version(path: Path) -> 
         )
 
 
-@pytest.mark.parametrize("path", [CI, DEPLOY], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_every_action_is_a_node24_release(path: Path) -> None:
     """node20 actions are forced onto node24 by the runners, with warnings; pin releases built for it."""
     for match in filter(None, map(USES_LINE.match, path.read_text().splitlines())):
@@ -175,16 +177,16 @@ def test_every_action_is_a_node24_release(path: Path) -> None:
         assert version >= FIRST_NODE24_RELEASE[action], f"{action} {match['comment']} predates node24"
 
 
-def test_both_workflows_pin_an_action_to_the_same_commit() -> None:
+def test_every_workflow_pins_an_action_to_the_same_commit() -> None:
     pins: dict[str, set[str]] = {}
-    for path in (CI, DEPLOY):
+    for path in ALL:
         for match in filter(None, map(USES_LINE.match, path.read_text().splitlines())):
             action, _, sha = match["ref"].partition("@")
             pins.setdefault(action, set()).add(f"{sha} {match['comment']}")
     assert {action: shas for action, shas in pins.items() if len(shas) > 1} == {}
 
 
-@pytest.mark.parametrize("path", [CI, DEPLOY], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_no_expression_is_expanded_inside_a_shell_script(path: Path) -> None:
     """Template injection: values reach run: scripts through env: and $VAR, never ${{ }}."""
     workflow = load(path)
@@ -193,7 +195,7 @@ def test_no_expression_is_expanded_inside_a_shell_script(path: Path) -> None:
             assert "${{" not in step.get("run", ""), f"job {name}, step {step.get('name')}: move ${{{{ }}}} to env:"
 
 
-@pytest.mark.parametrize("path", [CI, DEPLOY], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_checkout_keeps_no_credentials_and_permissions_are_read_only_by_default(path: Path) -> None:
     workflow = load(path)
     assert workflow["permissions"] == {"contents": "read"}
@@ -594,3 +596,11 @@ def test_the_execution_role_is_for_sagemaker_and_can_run_the_training_step() -> 
     assert needed <= granted, sorted(needed - granted)
     writes = [s for s in statements if "s3:PutObject" in as_list(s["Action"])]
     assert [as_list(s["Resource"]) for s in writes] == [["arn:aws:s3:::BUCKET/PIPELINE_NAME/models/*"]]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_job_runs_on_a_pinned_runner_image(path: Path) -> None:
+    """ubuntu-latest moves to a new image (another Docker, other tools) without a change here."""
+    for name, job in load(path)["jobs"].items():
+        if "runs-on" in job:
+            assert job["runs-on"] == "ubuntu-24.04", name

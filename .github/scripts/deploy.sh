@@ -28,11 +28,14 @@
 #   TLS_VERIFY    false for a plain-HTTP registry under podman (docker allows 127.0.0.0/8 by itself)
 #   PYTHON        the project's Python (default: .venv/bin/python)
 #   DEPLOY_FAULT  skip-pull: leave out the pull of step 4; the rehearsal must then fail (a test shows it)
-#   DEPLOY_TESTS  what step 5 runs (default: tests, the whole container tier); the rehearsal names
-#                 one file, since CI has just run the whole tier on the same content
+#   DEPLOY_TESTS  what step 5 runs (default: the tests that prove the image: train, process and serve in
+#                 it; the SDK-local-mode parity suite stays in CI); space-separated test paths
 #   and the CLI's settings: AWS_REGION, SAGEMAKER_BUCKET, SAGEMAKER_ROLE_ARN, PIPELINE_NAME, PIPELINE_TAGS
 # stdout: the image reference, last line. GITHUB_STEP_SUMMARY, when set, gets a summary.
 set -euo pipefail
+
+# The tests that prove an image: a training job, a processing job and the serving stack in it.
+IMAGE_TESTS="tests/test_container.py tests/test_container_serve.py"
 # Functions called as $(...) stop at their first failure too (a failed push must not reuse a digest).
 shopt -s inherit_errexit
 
@@ -173,8 +176,9 @@ cmd_deploy() {
         fi
 
         log "testing $repository@$digest"
+        # shellcheck disable=SC2086 # DEPLOY_TESTS is a list of paths
         CONTAINER_IMAGE="$repository@$digest" ENGINE="$ENGINE" "$PYTHON" -m pytest -m container \
-            "${DEPLOY_TESTS:-tests}" >&2 ||
+            ${DEPLOY_TESTS:-$IMAGE_TESTS} >&2 ||
             die "the container tests failed on $repository@$digest: not tagged $tag, not upserted"
 
         $ENGINE tag "$repository@$digest" "$image"
