@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.definition.settings import region_from_environment
-from pipeline.errors import AwsError
+from pipeline.errors import AwsError, UserError
 
 # An endpoint that never answers costs at most ATTEMPTS * (timeout + backoff), about 11 s,
 # not botocore's default of minutes. AWS answers these calls within a second or two.
@@ -168,17 +168,33 @@ def _download(s3: Any, bucket: str, key: str, size: int, target: Path) -> None:
         shutil.copyfileobj(body, out)
 
 
+class UnsafeKey(UserError):
+    """An S3 key that would place its object outside the folder it is downloaded into."""
+
+
 def download_prefix(s3: Any, uri: str, destination: Path) -> int:
-    """Copy every object under an S3 prefix into ``destination``, as SageMaker's File mode does."""
+    """Copy every object under an S3 prefix into ``destination``, as SageMaker's File mode does.
+
+    Every key is placed first, and the download refused whole if one would land outside
+    ``destination`` (``../`` in a key): whoever can write to a data prefix must not be able to
+    write any file the user can.
+    """
     bucket, prefix = split_s3_uri(uri)
-    count = 0
+    root = destination.resolve()
+    placed = []
     for item in _objects(s3, uri):
         key = item["Key"]
         if key.endswith("/"):
             continue
         relative = key[len(prefix) :].lstrip("/") or Path(key).name
-        target = destination / relative
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or target == root:
+            raise UnsafeKey(
+                f"s3://{bucket}/{key} would be written outside {destination} (its key climbs out of"
+                f" {uri}): remove or rename that object"
+            )
+        placed.append((key, item["Size"], target))
+    for key, size, target in placed:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _download(s3, bucket, key, item["Size"], target)
-        count += 1
-    return count
+        _download(s3, bucket, key, size, target)
+    return len(placed)

@@ -103,11 +103,19 @@ def _train_local(args: argparse.Namespace) -> int:
         job = job_request.local_job(request, name=job_name, region=region)
         result = run_job(job, job_dir, runner, stop_grace=args.stop_grace, report=_say)
     except BaseException:
+        if _job_ran(job_dir):  # its log and whatever artifacts are whole stay: a later error loses nothing
+            _say(f"the job's folder is kept: {job_dir}")
+            raise
         # The job never started (refused, or stopped while it was prepared): leave nothing behind.
         with stops.deferred():
             shutil.rmtree(job_dir, ignore_errors=True)
         raise
     return report(result)
+
+
+def _job_ran(job_dir: Path) -> bool:
+    """Whether a host of the job started: it wrote its log (``algo-N.log``) into the job folder."""
+    return any(job_dir.glob("algo-*.log"))
 
 
 def report(result: JobResult) -> int:
