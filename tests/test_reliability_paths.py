@@ -41,3 +41,19 @@ def test_a_key_climbing_out_of_its_prefix_is_refused_and_nothing_is_written(aws_
     assert lines[-1].startswith("error: ") and "would be written outside" in lines[-1], done.stderr
     assert not any(tmp_path.rglob(ESCAPE)) and not (Path("/tmp") / ESCAPE).exists()
     assert not (out / "j").exists()
+
+
+def test_a_symlink_in_the_source_dir_is_refused_never_followed(aws_env, tmp_path: Path):
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = do-not-ship\n")
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("print(1)\n")
+    (source / "settings.ini").symlink_to(secret)
+    done = run_cli("upsert", "--source-dir", str(source))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "settings.ini is a symbolic link" in lines[0] and ".sagemakerignore" in lines[0]
+    assert boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+    (source / ".sagemakerignore").write_text("settings.ini\n")
+    assert run_cli("definition", "--offline", "--source-dir", str(source)).returncode == 0

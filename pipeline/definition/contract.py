@@ -11,6 +11,7 @@ file is valid: it declares nothing, and the command line supplies the rest.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -35,7 +36,7 @@ PARAMETER_TYPES = {"int": "Integer", "float": "Float", "str": "String", "bool": 
 INPUT_MODES = ("File", "Pipe", "FastFile")
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 # CreateTrainingJob's ChannelName pattern (botocore), and names that map onto pipeline parameters.
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}", re.ASCII)
+CHANNEL_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9.\-_]{1,64}", re.ASCII)  # not "." or "..": a folder of its own
 HYPERPARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}", re.ASCII)
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -168,6 +169,8 @@ def check_value(kind: str, value: Any) -> Any:
     if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):  # JSON, and so SageMaker's definition, has no NaN or Infinity
+            raise ValueError(f"expected a finite float, got {value!r}")
         return float(value)
     if (kind == "str" and isinstance(value, str)) or (kind == "bool" and isinstance(value, bool)):
         return value

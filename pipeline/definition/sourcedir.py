@@ -80,15 +80,28 @@ def _raise(error: OSError) -> None:
 def included_files(source_dir: Path) -> list[Path]:
     """Files to pack, relative to ``source_dir``, in a stable order: all but the ignored ones.
 
-    An ignored folder is not entered, so nothing below it can be re-included, as in git.
+    An ignored folder is not entered, so nothing below it can be re-included, as in git. A symbolic
+    link that is not ignored is refused: following it would ship whatever it points at (a
+    credentials file outside the tree, say) under an innocent name.
     """
     ignored = ignore_rules(source_dir)
     files = []
     for folder, dirs, names in os.walk(source_dir, onerror=_raise):
         here = Path(folder).relative_to(source_dir)
         dirs[:] = [d for d in dirs if not ignored(f"{(here / d).as_posix()}/")]
-        files += [here / n for n in names if not ignored((here / n).as_posix()) and (Path(folder) / n).is_file()]
+        kept = [n for n in names if not ignored((here / n).as_posix())]
+        for name in [*dirs, *kept]:
+            _refuse_link(source_dir, Path(folder) / name)
+        files += [here / n for n in kept if (Path(folder) / n).is_file()]
     return sorted(files)
+
+
+def _refuse_link(source_dir: Path, path: Path) -> None:
+    if path.is_symlink():
+        raise SettingsError(
+            f"{path} is a symbolic link (to {os.readlink(path)}): the code archive holds files, and following"
+            f" it could ship a file from outside {source_dir}; copy the file in, or list it in {IGNORE_FILE}"
+        )
 
 
 def secret_looking(files: Iterable[Path]) -> list[Path]:
