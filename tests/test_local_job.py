@@ -139,6 +139,9 @@ def test_two_hosts_each_get_their_own_base_dir_and_rank(tmp_path, channels, runn
         assert env["MASTER_ADDR"] == "algo-1"
         assert env["WORLD_SIZE"] == "2"
         assert env["RANK"] == str(rank)
+    # Two hosts share this machine: each gets half its CPUs for the numeric thread pools, not all of them.
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert {env["OMP_NUM_THREADS"] for env in envs.values()} == {share}
     # Each host has its own base dir: seen at /opt/ml as on SageMaker, or moved apart without namespaces.
     if getattr(runner, "opt_ml", False):
         assert envs["algo-1"]["SM_MODEL_DIR"] == envs["algo-2"]["SM_MODEL_DIR"] == "/opt/ml/model"

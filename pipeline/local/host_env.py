@@ -105,3 +105,12 @@ def environment(
     """Later wins: the image, what this machine needs, the job's ``Environment``, the platform's, then the
     emulation's own (the base dir, and the toolkit's switch that skips resolving other hosts' names)."""
     return {**image, **passed, **job, **platform_vars, **local}
+
+
+def host_threads(cpus: int, hosts: int) -> dict[str, str]:
+    """Each emulated host's share of this machine's CPUs for the numeric libraries' thread pools:
+    ``max(1, cpus // hosts)``. On SageMaker every host has its own instance; here N hosts share one
+    machine, and N full-width pools spin against each other. The job's own settings still win."""
+    from custom_framework_training.threads import THREAD_VARIABLES
+
+    return dict.fromkeys(THREAD_VARIABLES, str(max(1, cpus // max(1, hosts))))

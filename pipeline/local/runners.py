@@ -181,6 +181,8 @@ class ProcessRunner:
         bins = [str(venv / "bin"), *([str(environment.layer / "bin")] if environment.layer else [])]
         bins.append(str(environment.root / "bin"))
         image = host_env.relocate(host_env.image_environment(DOCKERFILE.read_text()), str(venv), bins)
+        hosts = getattr(job, "instance_count", 1)
+        image = {**image, **host_env.host_threads(len(os.sched_getaffinity(0)), hosts)}
         passed = host_env.passed_through(os.environ, host_env.NETWORK + host_env.HOST_FILES, host_env.HOST_PREFIXES)
         argv = [str(python), *command[1:]] if command[0] == "" else command
 
