@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import ChannelError
+from pipeline.local import stops
 
 
 def copy_tree(source: Path, destination: Path) -> int:
@@ -32,6 +33,7 @@ def copy_tree(source: Path, destination: Path) -> int:
                         raise ChannelError(f"{path} is a symlink loop (it points back to {real}): remove or fix it")
                     stack.append((path, target / entry.name, (*ancestors, real)))
                 elif entry.is_file():
+                    stops.check()
                     shutil.copyfile(path, target / entry.name)
                     count += 1
                 elif entry.is_symlink():
@@ -55,12 +57,23 @@ def written_atomically(path: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-def pack_dir(folder: Path, archive: Path) -> Path:
-    """``folder``'s contents as a gzipped tar with paths relative to it, as SageMaker packs them.
+# gzip level 1 with ISA-L on every CPU: a 100 MB float32 model packs in 0.25 s against 4.45 s for
+# tarfile's zlib at level 6, 0.2 % smaller (weights barely compress); benchmarks/scaling.py measures it.
+PACK_LEVEL = 1
 
-    At gzip's default level, 6: tarfile's 9 takes six times as long (80 ms against 13 ms for the
-    sample's model) for an archive 2 % smaller."""
-    with written_atomically(archive) as partial, tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+
+def pack_dir(folder: Path, archive: Path) -> Path:
+    """``folder``'s contents as a gzipped tar with paths relative to it, as SageMaker packs them: a
+    standard ``tar.gz``, compressed by ISA-L's deflate in parallel (:data:`PACK_LEVEL`)."""
+    from isal import igzip_threaded
+
+    threads = max(1, len(os.sched_getaffinity(0)))
+    with (
+        written_atomically(archive) as partial,
+        igzip_threaded.open(partial, "wb", compresslevel=PACK_LEVEL, threads=threads) as raw,
+        tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in sorted(folder.rglob("*")):
+            stops.check()
             tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
     return archive
