@@ -96,3 +96,11 @@ def test_train_local_and_run_local_hand_the_script_the_same_arguments(aws_env, t
     for name in ("SM_HPS", "SM_HP_MAX-ITER", "SM_HP_LEARNING-RATE", "SM_HP_ACTIVATION", "SM_HP_USE-BIAS"):
         assert seen_local["env"][name] == seen_pipeline["env"][name], name
     assert json.loads(seen_local["env"]["SM_HPS"])["layer-sizes"] == [8, 4]
+
+
+def test_an_integer_of_thousands_of_digits_is_one_error_not_a_traceback():
+    from pipeline.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="expects int of at most 18 digits, got 5000 digits"):
+        values.parse("int", "9" * 5000, "parameter MaxIter")
+    assert values.parse("int", "-" + "9" * 18, "x") == -int("9" * 18)

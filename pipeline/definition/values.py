@@ -24,9 +24,17 @@ FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?", re.ASCI
 BOOLEANS = {"true": True, "false": False}
 
 
+# A 64-bit integer has at most 19 digits; anything longer is a typo (and past 4,300 digits Python
+# refuses to convert it at all).
+MAX_INT_DIGITS = 18
+
+
 def parse(kind: str, raw: str, what: str) -> Any:
     """``raw`` (command-line text) as a value of the declared ``kind``; ``what`` names it in errors."""
     if kind == "int" and INTEGER.fullmatch(raw):
+        digits = len(raw.lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            raise ParameterError(f"{what} expects int of at most {MAX_INT_DIGITS} digits, got {digits} digits")
         return int(raw)
     if kind == "float" and FLOAT.fullmatch(raw) and math.isfinite(float(raw)):
         return float(raw)
