@@ -347,6 +347,7 @@ TABLE: dict[str, list[Row]] = {
         row("start", "--param", fragments=["argument --param: expected one argument"]),
         row("upsert", "--source-dir", fragments=["argument --source-dir: expected one argument"]),
         row("upsert", "--colour", "red", fragments=["unrecognized arguments: --colour red"]),
+        row("run", "--local", "--output-dir", "", fragments=["argument --output-dir: invalid folder value: ''"]),
         row("diff", "--pipeline-name", "a", "--pipeline-name", "b", fragments=["--pipeline-name is given twice"]),
         row("upsert", "--bucket", "a-b", "--bucket", "c-d", fragments=["--bucket is given twice"]),
         row("upsert", "--tags", "a=1", "--tags", "b=2", fragments=["--tags is given twice"]),

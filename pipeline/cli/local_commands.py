@@ -30,6 +30,15 @@ JOB_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
 SHORTHAND_CHANNELS = ("train", "validation")
 
 
+def outside_source(output_dir: Path, source_dir: Path) -> None:
+    """Job folders inside the source dir would be packed into the next code archive (models, data)."""
+    if output_dir.resolve().is_relative_to(source_dir.resolve()):
+        raise SettingsError(
+            f"--output-dir {output_dir} is inside the source dir {source_dir}: its jobs would be packed with"
+            " your code next time; pick a folder outside it"
+        )
+
+
 def _job_dir(output_dir: Path, name: str | None) -> tuple[str, Path]:
     """A new job's name and folder; an existing job is never overwritten."""
     job_name = name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -69,6 +78,7 @@ def _train_local(args: argparse.Namespace) -> int:
     from pipeline.local import checkpoints, job_config, job_inputs, job_request
     from pipeline.local.job import run_job
 
+    outside_source(args.output_dir, args.source_dir)
     source = common.source(args)
     contract = source.contract
     hyperparameters = job_inputs.hyperparameters(args.hp, contract)
@@ -147,6 +157,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.local:
         raise SettingsError("run needs --local; to run on SageMaker use: python -m pipeline start")
+    if not args.deployed:
+        outside_source(args.output_dir, args.source_dir)
     rendered = None
     if args.deployed:
         settings = common.settings(args, fields=("pipeline_name", "region"))

@@ -71,6 +71,16 @@ def _non_negative(text: str) -> float:
 _non_negative.__name__ = "seconds"
 
 
+def _folder(text: str) -> Path:
+    """An argparse type: a folder path, never empty (an empty one would mean the current folder)."""
+    if not text.strip():
+        raise ValueError(text)
+    return Path(text)
+
+
+_folder.__name__ = "folder"
+
+
 def _settings_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
     group = parser.add_argument_group("settings (flag, else environment variable)")
     for field in fields:
@@ -109,7 +119,7 @@ def _local_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-runtime", type=_positive(int), help="stop the job after this many seconds")
     parser.add_argument("--entry-point", help="script inside --source-dir [default: the contract's, else train.py]")
     parser.add_argument("--job-name", help="a new job's name [default: local-<timestamp>]")
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+    parser.add_argument("--output-dir", type=_folder, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
     parser.add_argument(
         "--checkpoints",
         metavar="FOLDER|s3://PREFIX",
@@ -173,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     p = command("demo", "the whole pipeline here on the sample data, then a prediction (no AWS account, no Docker)", ())
-    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+    p.add_argument("--output-dir", type=_folder, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
     p.set_defaults(func=demo.cmd_demo)
 
     p = command("stand-in", "run the demo's AWS stand-in (moto on 127.0.0.1) and print its variables", (), False)
@@ -182,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("serve-local", "serve a trained model here with the image's server and your handlers", ())
     p.add_argument("--model", type=Path, help="a model.tar.gz or folder [default: the newest under --output-dir]")
-    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where local jobs are")
+    p.add_argument("--output-dir", type=_folder, default=DEFAULT_OUTPUT_DIR, help="where local jobs are")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_positive(int), default=8080, help="port to listen on")
     p.add_argument("--workers", type=_positive(int), help="server processes [default: one per CPU]")
@@ -223,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="required: execute here, not on SageMaker")
     p.add_argument("--deployed", action="store_true", help="run the definition deployed in the account")
     _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.format("rendered (or, with --deployed, the deployed)"))
-    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
+    p.add_argument("--output-dir", type=_folder, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
     _job_runtime_flags(p)
     _no_cache_flag(p)
     p.set_defaults(func=local_commands.cmd_run)
