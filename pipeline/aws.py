@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +172,12 @@ class UnsafeKey(UserError):
     """An S3 key that would place its object outside the folder it is downloaded into."""
 
 
-def download_prefix(s3: Any, uri: str, destination: Path) -> int:
+def download_prefix(s3: Any, uri: str, destination: Path, between: Callable[[], None] = lambda: None) -> int:
     """Copy every object under an S3 prefix into ``destination``, as SageMaker's File mode does.
 
     Every key is placed first, and the download refused whole if one would land outside
     ``destination`` (``../`` in a key): whoever can write to a data prefix must not be able to
-    write any file the user can.
+    write any file the user can. ``between`` runs before each object (where a stop may end the copy).
     """
     bucket, prefix = split_s3_uri(uri)
     root = destination.resolve()
@@ -195,6 +195,7 @@ def download_prefix(s3: Any, uri: str, destination: Path) -> int:
             )
         placed.append((key, item["Size"], target))
     for key, size, target in placed:
+        between()
         target.parent.mkdir(parents=True, exist_ok=True)
         _download(s3, bucket, key, size, target)
     return len(placed)

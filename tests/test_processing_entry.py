@@ -139,7 +139,9 @@ def test_threads_and_atexit_handlers_finish_before_the_reason_is_written(tmp_pat
         here = os.getcwd()
         def late(what):
             time.sleep(0.3)
-            print(f"{what}: still writing", file=sys.stderr)
+            # One write per line: print() writes the text and the newline apart, so two threads
+            # printing at once may interleave ("pool: ...thread: ...", "") in any Python.
+            sys.stderr.write(f"{what}: still writing\\n")
         threading.Thread(target=late, args=("thread",)).start()
         concurrent.futures.ThreadPoolExecutor(1).submit(late, "pool")  # never shut down by the script
         atexit.register(lambda: print(f"atexit: code folder there: {os.path.isdir(here)}", file=sys.stderr))

@@ -57,3 +57,30 @@ def test_a_symlink_in_the_source_dir_is_refused_never_followed(aws_env, tmp_path
     assert boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
     (source / ".sagemakerignore").write_text("settings.ini\n")
     assert run_cli("definition", "--offline", "--source-dir", str(source)).returncode == 0
+
+
+def test_a_virtual_environment_in_the_source_dir_is_refused_before_it_is_read(tmp_path: Path):
+    source = tmp_path / "project"
+    (source / ".venv" / "lib").mkdir(parents=True)
+    (source / "train.py").write_text("print(1)\n")
+    (source / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (source / ".venv" / "lib" / "broken.py").write_text("def (:\n")  # never compiled: refused first
+    done = run_cli("definition", "--offline", "--source-dir", str(source))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "is a Python virtual environment" in lines[0] and ".venv/ in .sagemakerignore" in lines[0]
+
+
+def test_an_entry_point_outside_the_source_dir_names_the_right_fix(tmp_path: Path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("print(1)\n")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    out = tmp_path / "jobs"
+    for entry in (str(tmp_path / "train.py"), "../train.py"):
+        done = run_cli(
+            "train-local", "--source-dir", str(tmp_path / "src"), "--entry-point", entry, "--output-dir", str(out)
+        )
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert "is outside the source dir" in lines[0] and "move the script into it" in lines[0]
+    assert not out.exists()

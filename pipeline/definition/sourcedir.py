@@ -24,7 +24,7 @@ import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pipeline.definition import contract
 from pipeline.definition.contract import Contract
@@ -92,6 +92,7 @@ def included_files(source_dir: Path) -> list[Path]:
         kept = [n for n in names if not ignored((here / n).as_posix())]
         for name in [*dirs, *kept]:
             _refuse_link(source_dir, Path(folder) / name)
+        _refuse_environment(source_dir, Path(folder), kept)
         files += [here / n for n in kept if (Path(folder) / n).is_file()]
     return sorted(files)
 
@@ -101,6 +102,16 @@ def _refuse_link(source_dir: Path, path: Path) -> None:
         raise SettingsError(
             f"{path} is a symbolic link (to {os.readlink(path)}): the code archive holds files, and following"
             f" it could ship a file from outside {source_dir}; copy the file in, or list it in {IGNORE_FILE}"
+        )
+
+
+def _refuse_environment(source_dir: Path, folder: Path, names: list[str]) -> None:
+    """A virtual environment (or a whole project with its ``.venv``) is refused as soon as the walk
+    meets it, before thousands of its files are read and compiled."""
+    if "pyvenv.cfg" in names:
+        raise SettingsError(
+            f"{folder} is a Python virtual environment, not code to ship: pass --source-dir with only your"
+            f" code, or list {folder.relative_to(source_dir).as_posix() or '.'}/ in {IGNORE_FILE}"
         )
 
 
@@ -116,6 +127,12 @@ def check(source_dir: Path, entry_point: str) -> None:
         raise SettingsError(
             f"source dir {source_dir} is not a folder: pass --source-dir with your training code,"
             " or run from the project root"
+        )
+    if PurePosixPath(entry_point).is_absolute() or ".." in PurePosixPath(entry_point).parts:
+        raise SettingsError(
+            f"the entry point {entry_point} is outside the source dir {source_dir}: only the source dir ships;"
+            " move the script into it (or pass --source-dir with the script's folder) and name it relative to it"
+            " (entry_point in training.toml, or --entry-point)"
         )
     problem = contract.entry_point_problem(entry_point)
     if problem:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline import aws
 from pipeline.errors import ChannelError
+from pipeline.local import stops
 from pipeline.local.files import copy_tree
 
 
@@ -34,7 +35,7 @@ def fetch(source: str, destination: Path, region: str | None = None) -> None:
     """Copy one channel's files into ``destination``; an empty channel is an error, as on SageMaker."""
     destination.mkdir(parents=True, exist_ok=True)
     if source.startswith("s3://"):
-        if aws.download_prefix(aws.client("s3", region), source, destination) == 0:
+        if aws.download_prefix(aws.client("s3", region), source, destination, stops.check) == 0:
             raise _empty(source)
         return
     path = Path(source)

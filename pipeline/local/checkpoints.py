@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline import aws
 from pipeline.errors import ParameterError
+from pipeline.local import stops
 from pipeline.local.files import copy_tree, written_atomically
 
 DEFAULT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -35,7 +36,7 @@ def restore(location: str, folder: Path, region: str) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     if location.startswith("s3://"):
         prefix = location.rstrip("/") + "/"  # a folder: s3://b/ckpt must not match s3://b/ckpt-old/
-        return aws.download_prefix(aws.client("s3", region), prefix, folder)
+        return aws.download_prefix(aws.client("s3", region), prefix, folder, stops.check)
     return copy_tree(Path(location), folder) if Path(location).is_dir() else 0
 
 
@@ -46,10 +47,12 @@ def sync(folder: Path, location: str, region: str) -> int:
         s3 = aws.client("s3", region)
         bucket, prefix = aws.split_s3_uri(location)
         for path in files:
+            stops.check()
             key = "/".join(part for part in (prefix.rstrip("/"), path.relative_to(folder).as_posix()) if part)
             s3.upload_file(str(path), bucket, key)
         return len(files)
     for path in files:
+        stops.check()
         target = Path(location) / path.relative_to(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         with written_atomically(target) as partial:

@@ -10,6 +10,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from pipeline.errors import ChannelError
 from pipeline.local import stops
@@ -75,5 +76,23 @@ def pack_dir(folder: Path, archive: Path) -> Path:
     ):
         for path in sorted(folder.rglob("*")):
             stops.check()
-            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+            info = tar.gettarinfo(path, arcname=str(path.relative_to(folder)))
+            if info.isreg():
+                with path.open("rb") as data:
+                    tar.addfile(info, _Stoppable(data))
+            else:
+                tar.addfile(info)
+        stops.check()  # before the rename: a stop while the last member was packed leaves no archive
     return archive
+
+
+class _Stoppable:
+    """A file read in chunks by ``tarfile``, with a stop delivered between chunks (a model can be
+    gigabytes in one file)."""
+
+    def __init__(self, data: IO[bytes]) -> None:
+        self.data = data
+
+    def read(self, size: int = -1) -> bytes:
+        stops.check()
+        return self.data.read(size)

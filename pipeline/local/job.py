@@ -7,13 +7,16 @@ too: checkpoints are copied back, ``model/`` becomes ``model.tar.gz`` and ``outp
 ``output.tar.gz``, each renamed into place only once complete.
 
 Once the hosts have started, a stop (Ctrl-C, SIGTERM, SIGHUP) gives a result like any other
-end of the job; before that, it raises ``KeyboardInterrupt`` and the scratch folder goes away.
+end of the job; before that, it is delivered as ``KeyboardInterrupt`` at the next safe point
+(:func:`stops.check`) and the scratch folder goes away.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -25,7 +28,7 @@ from typing import IO
 
 from pipeline.definition.contract import DEFAULT_INSTANCE_TYPE
 from pipeline.definition.settings import DEFAULT_REGION
-from pipeline.errors import ExitStatus
+from pipeline.errors import ExitStatus, describe_os_error
 from pipeline.local import channels, checkpoints, failure, files, job_config, processes, runners, stops
 from pipeline.local.job_config import ChannelInput
 from pipeline.local.metrics import parse_metrics
@@ -118,12 +121,42 @@ def pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) -
                     echo = False
 
 
+SCRATCH_PREFIX = "train-local-"
+SCRATCH_LOCK = ".in-use"
+
+
+def _holds_lock(handle: IO[str]) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def sweep_scratch(temp: Path) -> None:
+    """Remove scratch folders whose CLI died (SIGKILL) before its hosts started, when no init
+    would remove them: the CLI holds a lock in each one for as long as it lives."""
+    for folder in temp.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            with (folder / SCRATCH_LOCK).open("r") as handle:
+                stale = _holds_lock(handle)
+        except OSError:  # not ours (no lock file), or removed meanwhile
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def scratch_dir(name: str) -> Iterator[Path]:
-    """A temp folder for channel copies and base dirs, removed however the job ends."""
-    root = Path(tempfile.mkdtemp(prefix=f"train-local-{name}-"))
+    """A temp folder for channel copies and base dirs, removed however the job ends; even by SIGKILL
+    (the hosts' inits remove it, or the next job's :func:`sweep_scratch`)."""
+    sweep_scratch(Path(tempfile.gettempdir()))
+    root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{name}-"))
     try:
-        yield root
+        with (root / f"{SCRATCH_LOCK}.new").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however it ends
+            os.rename(lock.name, root / SCRATCH_LOCK)  # the sweep sees the lock file only once it is held
+            yield root
     finally:
         with stops.deferred():
             shutil.rmtree(root, ignore_errors=True)
@@ -143,18 +176,18 @@ def supervise(
 ) -> HostsRun:
     """Wait for the hosts; on a stop or a timeout, SIGTERM them and give them ``grace`` seconds."""
     run = HostsRun()
-    try:
-        if not hosts.wait(max_runtime):
-            run.stopped_by = "timeout"
-    except KeyboardInterrupt:
-        run.stopped_by = "interrupt"
-    if hosts.running():  # stopped, or another host failed
-        run.stopped = frozenset(p.pid for p in hosts.running())
-        if run.stopped_by:
-            why = "--max-runtime reached" if run.stopped_by == "timeout" else "stop requested"
-            report(f"{why}: SIGTERM sent to the training processes; up to {grace:g} s before SIGKILL (Ctrl-C: now)")
-        with stops.counting() as again:
-            run.graceful = hosts.stop(grace, again)
+    with stops.counting() as stop:
+        if stops.take():  # received while the hosts were started
+            stop.set()
+        if not hosts.wait(max_runtime, stop):
+            run.stopped_by = "interrupt" if stop.is_set() else "timeout"
+        if hosts.running():  # stopped, or another host failed
+            run.stopped = frozenset(p.pid for p in hosts.running())
+            if run.stopped_by:
+                why = "--max-runtime reached" if run.stopped_by == "timeout" else "stop requested"
+                report(f"{why}: SIGTERM sent to the training processes; up to {grace:g} s before SIGKILL (Ctrl-C: now)")
+            with stops.counting() as again:  # the next stop forces it
+                run.graceful = hosts.stop(grace, again)
     return run
 
 
@@ -162,6 +195,7 @@ def _lay_out(job: LocalJob, runner: Runner, root: Path) -> dict[str, Path]:
     """Each host's base dir: the channels (fetched once), the config files, the restored checkpoints."""
     channel_data = {}
     for channel, given in job.channels.items():
+        stops.check()
         channel_data[channel] = root / "channels" / channel
         channels.fetch(given.source, channel_data[channel], job.region)
     hyperparameters = runner.hyperparameters(job)
@@ -235,9 +269,12 @@ def _finish(
             model = files.pack_dir(leader / "model", job_dir / "model.tar.gz")
             output = files.pack_dir(leader / "output" / "data", job_dir / "output.tar.gz")
     except KeyboardInterrupt:
-        exit_code, model, output = ExitStatus.INTERRUPTED, None, None
+        exit_code = ExitStatus.INTERRUPTED
         reason = "Stopped: interrupted while copying checkpoints or packing the artifacts; none was kept half-written"
-    return JobResult(exit_code, reason, metrics, model, output, dict(logs))
+    except OSError as error:  # a full disk, say: the job ran, so it reports; its log and whole artifacts stay
+        exit_code = exit_code or ExitStatus.JOB_FAILED
+        reason = f"{reason + '; then ' if reason else ''}the platform's part failed: {describe_os_error(error)}"
+    return JobResult(exit_code, reason, metrics, model, output, dict(logs))  # the artifacts completed before an error
 
 
 def _outcome(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from pipeline.definition.contract import CHANNEL_NAME
 from pipeline.errors import UnsupportedExpression
 from pipeline.local import checkpoints
 from pipeline.local.job import BASE_DIR, LocalJob
@@ -74,6 +75,12 @@ def training_request(
 
 
 def _channel(entry: Mapping[str, Any], where: str) -> ChannelInput:
+    """One channel; its name becomes a folder, so it must be one SageMaker accepts and not ``.`` or ``..``."""
+    if not CHANNEL_NAME.fullmatch(str(entry["ChannelName"])):
+        raise UnsupportedExpression(
+            f"{where}: channel name {entry['ChannelName']!r}: use letters, digits, '.', '-' and '_', at most 64,"
+            " and not . or .."
+        )
     source = entry["DataSource"].get("S3DataSource")
     if source is None or source.get("S3DataType", "S3Prefix") != "S3Prefix":
         raise UnsupportedExpression(f"{where}: channel {entry['ChannelName']}: only S3Prefix data sources run locally")

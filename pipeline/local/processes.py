@@ -89,14 +89,15 @@ class Hosts:
     def running(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.processes if p.poll() is None]
 
-    def wait(self, timeout: float | None) -> bool:
-        """Until every host exits or one fails (SageMaker then stops the rest); False on timeout."""
+    def wait(self, timeout: float | None, stop: threading.Event | None = None) -> bool:
+        """Until every host exits or one fails (SageMaker then stops the rest); False on timeout or
+        once ``stop`` is set (a stop signal is an event here, never an exception inside ``poll()``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             exited = [p for p in self.processes if p.poll() is not None]
             if len(exited) == len(self.processes) or any(p.returncode != 0 for p in exited):
                 return True
-            if deadline is not None and time.monotonic() > deadline:
+            if (deadline is not None and time.monotonic() > deadline) or (stop is not None and stop.is_set()):
                 return False
             time.sleep(POLL_SECONDS)
 

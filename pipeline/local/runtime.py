@@ -25,9 +25,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from pipeline.errors import UserError
-from pipeline.local.processes import dies_with_parent
+from pipeline.local import stops
+from pipeline.local.processes import POLL_SECONDS, HostCommand
 
 FRAMEWORK_IMAGE = Path(__file__).resolve().parents[2] / "framework_image"
 CACHE_NAME = "sagemaker-custom-framework-pipeline"
@@ -36,6 +38,7 @@ BASE_PYTHON = re.compile(r"^FROM\s+python:(\d+\.\d+)", re.MULTILINE)
 KEY_LENGTH = 16
 # Variables that would redirect the installs below away from the environment being made.
 PIP_REDIRECTS = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "VIRTUAL_ENV", "PIP_TARGET", "PIP_PREFIX", "PIP_USER")
+LOCK_POLL_SECONDS = 0.1  # waiting for another job that builds the same environment
 PIP_SHIM = "#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
 
 
@@ -154,24 +157,38 @@ def _pip_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in PIP_REDIRECTS}
 
 
-def _run_logged(command: list[str], log: Path, cwd: Path | None = None) -> None:
-    """Run a step of the build, appending its output to ``log``; a failure names the log."""
+def _run_logged(command: list[str], log: Path, cwd: Path | None = None, scratch: Path | None = None) -> None:
+    """Run a step of the build, appending its output to ``log``; a failure names the log.
+
+    The step runs under a host init (:mod:`host_init`): if the CLI dies, even by SIGKILL, the
+    init kills the whole tree (pip's build-backend runners included, which no parent-death
+    signal reaches) and removes ``scratch``, the half-made folder. A stop kills it at once.
+    """
+    init = HostCommand(command, _pip_environment(), cwd or Path.cwd(), scratch=scratch).init_argv()
     with log.open("a") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        done = subprocess.run(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_pip_environment(),
-            cwd=cwd,
-            preexec_fn=dies_with_parent(),
+        process = subprocess.Popen(
+            init, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
         )
-    if done.returncode != 0:
+    assert process.stdin is not None
+    try:
+        while process.poll() is None:
+            stops.check()
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            process.stdin.write(b"kill\n")
+            process.stdin.flush()
+        process.wait()
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    if process.returncode != 0:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
         last = lines[-1].strip() if lines else "no output"
-        raise JobEnvironmentError(f"{Path(command[0]).name} exited {done.returncode} ({last}); full log: {log}")
+        raise JobEnvironmentError(f"{Path(command[0]).name} exited {process.returncode} ({last}); full log: {log}")
 
 
 def _retarget(folder: Path, final: Path) -> None:
@@ -184,18 +201,36 @@ def _retarget(folder: Path, final: Path) -> None:
                 path.write_bytes(content.replace(old, new))
 
 
+def _try_lock(handle: IO[str]) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _exclusive(lock: Path) -> Iterator[bool]:
-    """Hold ``lock``; yields whether another process held it first (it was building the same thing)."""
+    """Hold ``lock``; yields whether another process held it first (it was building the same thing).
+    The wait polls, so a stop ends it."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            waited = False
-        except BlockingIOError:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        waited = False
+        while not _try_lock(handle):
             waited = True
+            stops.check()
+            time.sleep(LOCK_POLL_SECONDS)
         yield waited
+
+
+def sweep_stale(folder: Path) -> None:
+    """Remove half-made folders (``.NAME.tmp-PID``) that no build holds the lock of: left by a build
+    whose CLI was killed before its init could remove them."""
+    for stale in folder.glob(".*.tmp-*"):
+        name = stale.name[1:].rpartition(".tmp-")[0]
+        with (folder / f".{name}.lock").open("w") as handle:
+            if _try_lock(handle):
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def build_once(final: Path, report: Callable[[str], None], what: str, steps: Callable[[Path, Path], None]) -> float:
@@ -209,7 +244,7 @@ def build_once(final: Path, report: Callable[[str], None], what: str, steps: Cal
             return 0.0
         if waited:
             report(f"{what}: another job built it meanwhile")
-        for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):  # ours to remove: we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         log = final.parent / f"{final.name}.log"
         log.unlink(missing_ok=True)
@@ -233,16 +268,18 @@ def ensure_environment(
         raise UserError(f"{image}/requirements.txt not found: train-local runs from a checkout of the project")
     root = (cache or cache_dir()) / "envs" / environment_key(interpreter, image)
     environment = JobEnvironment(root, interpreter.version)
+    if root.parent.is_dir():
+        sweep_stale(root.parent)
     if root.is_dir():
         return environment
 
     def steps(temp: Path, log: Path) -> None:
-        _run_logged([str(interpreter.path), "-m", "venv", "--without-pip", str(temp)], log)
+        _run_logged([str(interpreter.path), "-m", "venv", "--without-pip", str(temp)], log, scratch=temp)
         pip = [sys.executable, "-m", "pip", "--python", str(temp / "bin" / "python"), "--disable-pip-version-check"]
         packages = ["-r", str(image / "requirements.txt"), str(image / "framework")]
-        _run_logged([*pip, "install", "--no-deps", *packages], log)
+        _run_logged([*pip, "install", "--no-deps", *packages], log, scratch=temp)
         with contextlib.suppress(JobEnvironmentError):  # the image build runs it too, and fails there
-            _run_logged([str(temp / "bin" / "python"), "-m", "pip", "check"], log)
+            _run_logged([str(temp / "bin" / "python"), "-m", "pip", "check"], log, scratch=temp)
         _retarget(temp, root)
 
     report(f"job environment: creating {root} (first use: the image's packages for Python {interpreter.version})")
@@ -287,13 +324,15 @@ def ensure_layer(
     requirements = (code_dir / "requirements.txt").read_bytes()
     root = (cache or cache_dir()) / "layers" / layer_key(environment, requirements)
     layered = JobEnvironment(environment.root, environment.version, root)
+    if root.parent.is_dir():
+        sweep_stale(root.parent)
     if root.is_dir():
         return layered
 
     def steps(temp: Path, log: Path) -> None:
         python = _thin_venv(temp, environment, [environment.site_packages(environment.root)], pip=False)
         command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r", "requirements.txt"]
-        _run_logged(command, log, cwd=code_dir)
+        _run_logged(command, log, cwd=code_dir, scratch=temp)
         _retarget(temp, root)
 
     report(f"job environment: installing {code_dir.name}'s requirements.txt into a layer {root}")

@@ -8,7 +8,9 @@ from typing import Any
 
 REDACTED = "***"
 # Names that commonly carry credentials; their values never reach a log line.
-_SECRET_NAME = re.compile(r"(pass(word)?|secret|token|credential|api[-_]?key|access[-_]?key|private)", re.I)
+_SECRET_NAME = re.compile(
+    r"(pass(word)?|secret|token|credential|api[-_]?key|access[-_]?key|private|(^|[-_])key([-_]|$))", re.I
+)
 
 
 def is_secret(name: str) -> bool:
@@ -50,3 +52,11 @@ def redact_args(args: list[str]) -> list[str]:
         if arg.startswith("-") and is_secret(arg):
             redacted[i + 1] = REDACTED
     return redacted
+
+
+def hide_values(text: str, values: Mapping[str, Any]) -> str:
+    """``text`` with the value of every secret-looking entry of ``values`` replaced by the marker."""
+    secrets = sorted({str(v) for k, v in values.items() if is_secret(k) and str(v)}, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 
-from sagemaker_training import entry_point, environment, logging_config, runner
+from sagemaker_training import entry_point, environment, errors, logging_config, runner
 
 from custom_framework_training import distributed, stop_signal, summary, threads
 
@@ -19,27 +19,39 @@ logger = logging.getLogger(__name__)
 
 _INVOCATION = "Invoking user script"
 _COMMAND_HEADER = "Invoking script with the following command:"
+_UNPARSED = "Failed to parse hyperparameter"
 
 
-class _RedactInvocation(logging.Filter):
-    """Shorten the toolkit's invocation log, which dumps every hyperparameter verbatim.
+class _RedactSecrets(logging.Filter):
+    """Keep secret-looking hyperparameters out of the toolkit's own log lines.
 
-    The environment was already logged (redacted) by :func:`main`; only the
-    command is kept, with secret-looking argument values hidden.
+    The toolkit logs a hyperparameter that is not JSON verbatim ("Failed to parse hyperparameter
+    NAME value VALUE"), each time it reads them, and its invocation log dumps every
+    hyperparameter and variable. The environment was already logged (redacted) by :func:`main`,
+    so the invocation keeps only the command, with secret-looking argument values hidden.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith(_INVOCATION):
+        if not isinstance(record.msg, str):
+            return True
+        if record.msg.startswith(_UNPARSED) and isinstance(record.args, tuple) and len(record.args) == 2:
+            name = str(record.args[0])
+            record.args = (name, summary.REDACTED if summary.is_secret(name) else record.args[1])
+        elif record.msg.startswith(_INVOCATION):
             command = record.msg.rpartition(_COMMAND_HEADER)[2].split()
             record.msg = f"{_INVOCATION}: {' '.join(summary.redact_args(command))}"
             record.args = ()
         return True
 
 
+# Installed when the toolkit imports this module, before it configures its logger and reads
+# the hyperparameters again: no line of its own logging comes before the filter.
+logging_config.get_logger().addFilter(_RedactSecrets())
+
+
 def main() -> None:
     """Configure threads, logging, multi-host settings and the stop signal, then run the user's code."""
     stop_signal.install()
-    logging_config.get_logger().addFilter(_RedactInvocation())
     env = environment.Environment()
     logger.info(
         "Training environment: %s",
@@ -62,6 +74,17 @@ def main() -> None:
     }
     logger.info("Framework settings: %s", json.dumps(extra, sort_keys=True))
     try:
+        _run_user_script(env, extra)
+    finally:
+        # The toolkit reports and exits next: its objects (boto3's, after a code download from S3)
+        # are not collected one by one at the exit, about 0.1 s.
+        gc.freeze()
+
+
+def _run_user_script(env: environment.Environment, extra: dict[str, str]) -> None:
+    """The user's entry point; a failure's command line (in the failure reason and the log) shows no
+    secret-looking hyperparameter's value."""
+    try:
         entry_point.run(
             uri=env.module_dir,
             user_entry_point=env.user_entry_point,
@@ -70,7 +93,6 @@ def main() -> None:
             capture_error=True,
             runner_type=runner.ProcessRunnerType,
         )
-    finally:
-        # The toolkit reports and exits next: its objects (boto3's, after a code download from S3)
-        # are not collected one by one at the exit, about 0.1 s.
-        gc.freeze()
+    except errors._CalledProcessError as error:  # the toolkit's error with the command it ran
+        error.cmd = summary.hide_values(str(error.cmd), env.hyperparameters)
+        raise
