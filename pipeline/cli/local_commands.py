@@ -1,7 +1,8 @@
 """Commands that run on this machine: train-local, run --local and the demo.
 
-Each runs whole under :func:`pipeline.local.stops.interrupting`, so a stop signal in any
-phase (channel download, environment creation, packing) unwinds through the cleanups.
+Each runs whole under :func:`pipeline.local.stops.interrupting`: a stop signal is recorded and
+delivered at the next safe point (``stops.check``) of any phase (channel download, environment
+creation, packing), and unwinds through the cleanups.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def cmd_train_local(args: argparse.Namespace) -> int:
 def _train_local(args: argparse.Namespace) -> int:
     from pipeline.definition import sample_data
     from pipeline.local import checkpoints, job_config, job_inputs, job_request
-    from pipeline.local.job import run_job
+    from pipeline.local.job import host_started, run_job
 
     outside_source(args.output_dir, args.source_dir)
     source = common.source(args)
@@ -113,7 +114,7 @@ def _train_local(args: argparse.Namespace) -> int:
         job = job_request.local_job(request, name=job_name, region=region)
         result = run_job(job, job_dir, runner, stop_grace=args.stop_grace, report=_say)
     except BaseException:
-        if _job_ran(job_dir):  # its log and whatever artifacts are whole stay: a later error loses nothing
+        if host_started(job_dir):  # its log and whatever artifacts are whole stay: a later error loses nothing
             _say(f"the job's folder is kept: {job_dir}")
             raise
         # The job never started (refused, or stopped while it was prepared): leave nothing behind.
@@ -121,11 +122,6 @@ def _train_local(args: argparse.Namespace) -> int:
             shutil.rmtree(job_dir, ignore_errors=True)
         raise
     return report(result)
-
-
-def _job_ran(job_dir: Path) -> bool:
-    """Whether a host of the job started: it wrote its log (``algo-N.log``) into the job folder."""
-    return any(job_dir.glob("algo-*.log"))
 
 
 def report(result: JobResult) -> int:

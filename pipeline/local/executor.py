@@ -35,7 +35,7 @@ from pipeline.definition.settings import DEFAULT_REGION
 from pipeline.errors import ExitStatus, UnsupportedExpression, UserError
 from pipeline.local import channels, job_request, processing, stops
 from pipeline.local.host_env import DEFAULT_ACCOUNT
-from pipeline.local.job import LocalJob, run_job
+from pipeline.local.job import LocalJob, host_started, run_job
 from pipeline.local.processes import DEFAULT_STOP_GRACE_SECONDS
 from pipeline.local.runners import ProcessRunner, Runner, processing_command
 
@@ -333,11 +333,14 @@ class _Execution:
                 return
 
     def _in_folder(self, name: str, work: Callable[[Path], Any]) -> Any:
-        """``work`` on a step's new folder, which is removed if the step never got going."""
+        """``work`` on a step's new folder, which is removed if the step never got going (once a host
+        started, its log and artifacts stay whatever happens next)."""
         folder = self.work_dir / name
         try:
             return work(folder)
         except BaseException:
+            if host_started(folder):
+                raise
             with stops.deferred():
                 shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -71,6 +71,12 @@ class JobResult:
         return self.exit_code == 0
 
 
+def host_started(job_dir: Path) -> bool:
+    """Whether a host of the job started: it wrote its log (``algo-N.log``) into the job folder. From
+    then on the folder is the job's record, which no later error may delete."""
+    return any(job_dir.glob("algo-*.log"))
+
+
 def checkpoint_dir(base: Path, job: LocalJob) -> Path:
     """The host's checkpoint folder: ``LocalPath`` under the base dir that stands for ``/opt/ml``."""
     relative = Path(job.checkpoint_local_path).relative_to(BASE_DIR)
