@@ -662,7 +662,7 @@ def training_pipeline(
 
 
 def project_pipeline(settings: Any, source_dir: Path, code_uri: str) -> PipelineBuilder:
-    """A builder of the project's own pipeline (``pipeline/definition/sdk.py``) for :func:`run_pipeline`.
+    """A builder of a source dir's pipeline (its ``workflow.py`` on the blocks of ``sdk.py``) for :func:`run_pipeline`.
 
     Two changes make it run under ``LocalPipelineSession``: the training code is mounted from
     ``source_dir`` (the session's ``local_code``; ``code_uri``, the same tree's archive, still
@@ -675,8 +675,8 @@ def project_pipeline(settings: Any, source_dir: Path, code_uri: str) -> Pipeline
 
         from pipeline.definition import contract
 
-        built = sdk.build_pipeline(
-            settings, contract.load(source_dir), code_uri, session=session, mounted_code=str(source_dir)
+        built, _, _, _ = sdk.build_pipeline(
+            settings, contract.load(source_dir), source_dir, code_uri, session=session, mounted_code=str(source_dir)
         )
         for step in built.steps:
             if isinstance(step, ConditionStep):

@@ -20,14 +20,14 @@ from typing import Any
 import boto3
 import pytest
 import sdk_local
-from support import BUCKET, REGION, ROLE_ARN, ROOT, run_cli
+from support import BUCKET, PROJECT_SRC, REGION, ROLE_ARN, run_cli
 
 from pipeline.definition import contract, settings, sourcedir
 from pipeline.local.metrics import parse_metrics
 
 pytestmark = pytest.mark.container
 
-SOURCE = ROOT / "user_src"
+SOURCE = PROJECT_SRC
 PIPELINE = "test-pipeline"  # the aws_env fixture's PIPELINE_NAME
 THRESHOLD = "MinAccuracy"
 # The SDK's name for the step that stands in for Register-RegisterModel (see the module docstring).
