@@ -280,3 +280,36 @@ def test_the_toolkits_entry_point_rule_also_covers_processing_scripts():
     }
     (name,) = validate._entry_points(step, step["Arguments"])
     assert name == "a b.py" and "would be refused by the toolkit" in validate.entry_point_problem(name)
+
+
+TRANSFORM_DAG = """
+def build_pipeline(project):
+    train = project.training_step()
+    model = project.model_step("Model", train.properties.ModelArtifacts.S3ModelArtifacts)
+    batch = project.transform_step(
+        "Score", model.properties.ModelName, project.parameter("ScoreData", "s3://test-bucket/score/")
+    )
+    return project.pipeline([train, model, batch])
+"""
+
+
+def test_the_model_and_transform_blocks_score_a_batch_with_run_local(aws_env, tmp_path):
+    """Train -> CreateModel -> Transform, the last on the image's serving stack, run here end to end."""
+    source = copy_project(tmp_path)
+    (source / "workflow.py").write_text(TRANSFORM_DAG)
+    definition = offline(source)
+    assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [
+        ("Train", "Training"),
+        ("Model-CreateModel", "Model"),
+        ("Score", "Transform"),
+    ]
+    rows = "\n".join(",".join(["0.1"] * 8) for _ in range(3)) + "\n"
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=BUCKET, Key="score/rows.csv", Body=rows.encode())
+    assert run_cli("upsert", "--source-dir", str(source)).returncode == 0  # seeds the training channels
+    done = run_cli("run", "--local", "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs"), timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    outputs = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="test-pipeline/transform/")["Contents"]]
+    (key,) = [k for k in outputs if k.endswith("rows.csv.out")]
+    answer = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().strip().splitlines()
+    assert len(answer) == 3
