@@ -12,11 +12,13 @@ import json
 import os
 import random
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,8 +271,6 @@ def test_execution_parameters_for_batch_transform(server):
 
 def test_slow_clients_do_not_starve_ping(server):
     """Connections that send half a request and stall hold a greenlet each, not a worker."""
-    import socket
-
     stalled = []
     try:
         for _ in range(4 * len(os.sched_getaffinity(0)) + 4):
@@ -284,6 +284,47 @@ def test_slow_clients_do_not_starve_ping(server):
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_clients_sending_byte_by_byte_do_not_starve_ping(server, model_dir):
+    """More connections than workers each send a request one byte at a time, interleaved (a bounded
+    slowloris, loopback only): /ping answers between the rounds, and every dribbled request is answered."""
+    request = (
+        "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\nAccept: application/json\r\n"
+        f"Content-Length: {len(ROW)}\r\n\r\n{ROW}"
+    ).encode()
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(4 * _cpus() + 2)]
+    pinger = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # kept alive across the rounds
+    pings = []
+    try:
+        for sock in slow:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one segment per byte
+        for offset in range(len(request)):
+            for sock in slow:
+                sock.sendall(request[offset : offset + 1])
+            if offset % 16 == 0:
+                pinger.request("GET", "/ping")
+                response = pinger.getresponse()
+                response.read()
+                pings.append(response.status)
+        answers = [_read_response(sock) for sock in slow]
+    finally:
+        pinger.close()
+        for sock in slow:
+            sock.close()
+    assert pings == [200] * len(range(0, len(request), 16))
+    expected = json.dumps({"predictions": expected_labels(model_dir, csv_rows(ROW))}).encode()
+    assert answers == [(200, expected)] * len(slow)
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, response.read()
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 def test_payload_over_6_mb_is_413_and_just_under_is_served(server):
@@ -409,6 +450,9 @@ def predict_fn(data, model):
         raise ValueError("the first value must not be 2")  # a handler's exception: 500, as in the toolkits
     if first == 3:
         time.sleep(120)  # stuck: cut off after SAGEMAKER_MODEL_SERVER_TIMEOUT (504)
+    if first == 6:
+        while True:  # holds the CPU, so the heartbeat stops: the master aborts the worker (504), forks another
+            pass
     return data.sum(axis=1)
 """
 
@@ -437,12 +481,64 @@ def test_a_handler_bug_is_a_500_with_its_traceback_in_the_log(buggy_server):
 
 
 def test_a_stuck_request_is_cut_off_by_the_model_server_timeout(buggy_server):
-    started = time.monotonic()
+    # The handler sleeps 120 s, past this client's 60 s timeout: an answer at all is the server's deadline.
     status, _, answer = buggy_server.invoke("3,4\n", "text/csv")
     assert (status, answer) == (504, b"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=2 s\n")
-    assert time.monotonic() - started < 30  # the handler sleeps 120 s; the timeout is 2 s
     status, _, answer = buggy_server.invoke("3.5,4\n", "text/csv")
     assert (status, answer) == (200, b"[7.5]")
+
+
+def test_a_handler_holding_the_cpu_is_cut_off_and_its_worker_replaced(buggy_server):
+    """A CPU-bound handler never yields to the gevent timeout: past SAGEMAKER_MODEL_SERVER_TIMEOUT without a
+    heartbeat the master aborts its worker, which answers that request 504 and is replaced by a fresh fork;
+    the other workers answer meanwhile, and the server after."""
+    stuck = http.client.HTTPConnection("127.0.0.1", buggy_server.port, timeout=120)
+    try:
+        stuck.request("POST", "/invocations", "6,4\n", {"Content-Type": "text/csv"})
+        _wait_for_log(buggy_server, lambda log: "WORKER TIMEOUT" in log)
+        assert buggy_server.request("GET", "/ping")[0] == 200
+        response = stuck.getresponse()
+        assert (response.status, response.read()) == (
+            504,
+            b"the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=2 s\n",
+        )
+    finally:
+        stuck.close()
+    _wait_for_log(buggy_server, lambda log: "Booting worker" in log.split("WORKER TIMEOUT", 1)[1])  # its successor
+    for row, total in (("4,4\n", b"[8.0]"), ("5,1\n", b"[6.0]"), ("7,0\n", b"[7.0]")):
+        status, _, answer = buggy_server.invoke(row, "text/csv")
+        assert (status, answer) == (200, total)
+
+
+def _wait_for_log(server: Server, condition: Callable[[str], bool]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not condition(server.log.read_text()):
+        assert server.process.poll() is None and time.monotonic() < deadline, server.log.read_text()[-4000:]
+        time.sleep(0.05)
+
+
+def test_a_stop_while_the_workers_boot_is_taken_by_every_worker(model_dir, tmp_path):
+    """SIGTERM right after the workers are forked (a short batch transform, a test's teardown): each worker
+    takes it and exits by itself, and so does the master, on that one signal. gunicorn used to drop it in a
+    worker still booting, which the master SIGKILLed only after its 30 s graceful timeout."""
+    workers = 2 * _cpus()
+    log = tmp_path / "serve.log"
+    args = ("--host", "127.0.0.1", "--port", str(free_port()), "--model-dir", str(model_dir), "--workers", str(workers))
+    with log.open("wb") as sink:
+        process = subprocess.Popen([str(SERVE), *args], stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while log.read_text().count("Booting worker") < workers:  # logged right after each fork, before boot
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=120)  # past gunicorn's graceful timeout, so a dropped stop shows in the log
+    finally:
+        _stop(process)
+    text = log.read_text()
+    assert code == 0, text
+    assert text.count("Worker exiting") == workers, text
+    assert "SIGKILL" not in text
 
 
 def test_the_serve_function_serves_the_same_app(model_dir, tmp_path):

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import tarfile
+import threading
 from pathlib import Path
 
 import boto3
@@ -14,7 +15,7 @@ import joblib
 import numpy as np
 import pytest
 from fixtures.inference.acceptance import ROWS, train_model
-from moto_server import REGION
+from moto_server import REGION, free_port
 from support import BUCKET
 
 from pipeline.errors import UnsupportedExpression
@@ -116,6 +117,32 @@ def test_a_record_the_server_refuses_fails_the_job_naming_the_object(deployed, r
     boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key="batch/in/bad.csv", Body=b"1,2\n")
     with pytest.raises(transform.TransformError, match=r"bad.csv: the model server answered 400: the model rejected"):
         transform.run_transform(container, _request(), tmp_path / "work", runner, REGION, print)
+
+
+def test_the_server_stops_on_its_first_sigterm_even_while_its_workers_boot(runner, tmp_path):
+    """``Server.stop()`` right after gunicorn forked the workers (a short job's end): the master and every worker
+    exit on that one SIGTERM, the master with 0 (a SIGKILL to the process group would show as -9)."""
+    workers = 4
+    arguments = ["--host", "127.0.0.1", "--port", str(free_port()), "--model-dir", str(train_model(tmp_path / "m"))]
+    argv, env = transform.server_process(
+        runner, FIXTURES / "sklearn_default", tmp_path, print, [*arguments, "--workers", str(workers)]
+    )
+    lines: list[bytes] = []
+    forked = threading.Event()
+
+    def sink(line: bytes) -> None:  # in the server's stderr reader, so the stop follows the last fork at once
+        lines.append(line)
+        if sum(b"Booting worker" in seen for seen in lines) == workers:
+            forked.set()
+
+    server = transform.start(argv, env, sink)
+    try:
+        assert forked.wait(timeout=120), b"".join(lines).decode()
+    finally:
+        code = server.stop()
+    log = b"".join(lines).decode()
+    assert code == 0, log
+    assert log.count("Worker exiting") == workers, log
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from custom_framework_training.serving import files as serving_files
+from custom_framework_training.serving.server import GRACEFUL_STOP_SECONDS
 from pipeline import aws
 from pipeline.errors import UnsupportedExpression, UserError
 from pipeline.local import host_env, runtime
@@ -35,8 +36,8 @@ from pipeline.local.runners import DOCKERFILE, ProcessRunner
 SERVE_MODULE = "custom_framework_training.serving.cli"
 STARTUP_ERROR = "serve: error: "
 START_TIMEOUT_SECONDS = 600  # SageMaker's container start-up health check allows as long
-TERM_GRACE_SECONDS = 5
-STOP_GRACE_SECONDS = 30
+# gunicorn's graceful stop (its workers finish their requests, then are killed), and a margin for its exit.
+STOP_GRACE_SECONDS = GRACEFUL_STOP_SECONDS + 10
 # Variables of the developer's shell that would point the server's Python elsewhere than the job environment.
 NOT_PASSED = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "VIRTUAL_ENV", "PIP_TARGET", "PIP_PREFIX", "PIP_USER")
 # What SageMaker assumes when neither the request nor /execution-parameters says.
@@ -107,19 +108,15 @@ class Server:
         return self.startup_error[-1] if self.startup_error else None
 
     def stop(self) -> int:
-        """SIGTERM to gunicorn, which stops its workers gracefully. A worker still booting when it came has
-        gunicorn's inherited handler, which drops it (the master then waits its whole graceful timeout): after
-        a short grace the signal goes to the server's process group, then SIGKILL."""
-        for sig, grace in ((None, TERM_GRACE_SECONDS), (signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 10)):
-            if self.process.poll() is not None:
-                break
+        """SIGTERM to gunicorn's master, which stops its workers (a booting one as soon as it can) and exits;
+        SIGKILL to the server's process group only if it outlives gunicorn's own graceful stop."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                if sig is None:
-                    self.process.send_signal(signal.SIGTERM)
-                else:
-                    os.killpg(self.process.pid, sig)  # the group of the server this process started
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=grace)
+                os.killpg(self.process.pid, signal.SIGKILL)  # the group of the server this process started
         return self.wait()
 
 
@@ -159,7 +156,7 @@ def forwarded_stop(server: Server) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def wait_until_ready(server: Server, base_url: str, http: Any) -> None:
+def wait_until_ready(server: Server, http: Any) -> None:
     """Until ``/ping`` answers 200; a server that exits first raises its start-up error."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -167,7 +164,7 @@ def wait_until_ready(server: Server, base_url: str, http: Any) -> None:
             server.wait()
             raise TransformError(f"the model server did not start: {server.failure() or 'it exited'}")
         with contextlib.suppress(Exception):
-            if http.request("GET", f"{base_url}/ping", timeout=2, retries=False).status == 200:
+            if http.request("GET", "/ping", timeout=2, retries=False).status == 200:
                 return
         time.sleep(0.05)
     raise TransformError(f"the model server did not answer /ping within {START_TIMEOUT_SECONDS} s")
@@ -336,26 +333,25 @@ def run_transform(
     log = (work_dir / "server.log").open("ab")
     report(f"transform: model server on 127.0.0.1:{port}, log {work_dir / 'server.log'}")
     server = start(argv, {**env, **variables}, lambda line: (log.write(line), log.flush()))
-    http = urllib3.PoolManager(maxsize=16)
-    base_url = f"http://127.0.0.1:{port}"
+    http = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=16)
     try:
-        wait_until_ready(server, base_url, http)
-        return _transform(job, s3, http, base_url, report, started)
+        wait_until_ready(server, http)
+        return _transform(job, s3, http, report, started)
     finally:
-        http.clear()  # kept-alive connections would hold gunicorn's graceful stop
+        # Closes the kept-alive connections, which gunicorn's graceful stop would wait out (a PoolManager's clear()
+        # leaves them open while anything holds its pools, such as the traceback of a refused record).
+        http.close()
         server.stop()
         log.close()
 
 
-def _execution_parameters(http: Any, base_url: str) -> dict[str, Any]:
-    response = http.request("GET", f"{base_url}/execution-parameters", timeout=10, retries=False)
+def _execution_parameters(http: Any) -> dict[str, Any]:
+    response = http.request("GET", "/execution-parameters", timeout=10, retries=False)
     return json.loads(response.data) if response.status == 200 else {}
 
 
-def _transform(
-    job: Plan, s3: Any, http: Any, base_url: str, report: Callable[[str], None], started: float
-) -> TransformResult:
-    offered = _execution_parameters(http, base_url)
+def _transform(job: Plan, s3: Any, http: Any, report: Callable[[str], None], started: float) -> TransformResult:
+    offered = _execution_parameters(http)
     strategy = job.strategy or _strategy(offered.get("BatchStrategy")) or "MultiRecord"
     payload = (job.payload_mb or offered.get("MaxPayloadInMB") or DEFAULT_PAYLOAD_MB) * MB
     concurrency = job.concurrency or offered.get("MaxConcurrentTransforms") or DEFAULT_CONCURRENCY
@@ -363,9 +359,7 @@ def _transform(
     outputs, records, requests = [], 0, 0
 
     def send(body: bytes) -> bytes:
-        response = http.request(
-            "POST", f"{base_url}/invocations", body=body, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS
-        )
+        response = http.request("POST", "/invocations", body=body, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS)
         if response.status != 200:
             line = response.data.decode(errors="replace").strip().splitlines()[:1]
             raise TransformError(f"the model server answered {response.status}: {line[0] if line else ''}")

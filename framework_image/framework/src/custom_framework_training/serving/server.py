@@ -8,9 +8,10 @@ gunicorn's ``gevent`` workers, as in SageMaker's framework containers: connectio
 kept alive (a client does not pay a new TCP connection per request), and a slow client
 holds a greenlet, not a worker, so it cannot starve ``/ping``. A request, body included,
 gets ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds (504 after, where the containers' nginx
-answers 504); a handler that holds the CPU for longer stops its worker's heartbeat, and
-gunicorn kills it and forks a fresh one from the loaded master. benchmarks/serving.py
-measures it against sync workers and the containers' Flask stack.
+answers 504); a handler that holds the CPU for longer stops its worker's heartbeat, so
+its request is answered 504 too and the worker replaced by a fresh fork of the loaded
+master (:mod:`.processes`). benchmarks/serving.py measures it against the handlers called
+in-process and against the containers' stack (Flask on the same gunicorn gevent workers).
 """
 
 from __future__ import annotations
@@ -31,22 +32,21 @@ from custom_framework_training.serving.startup import build_app, limit_threads
 
 logger = logging.getLogger(__name__)
 
-WORKER_CLASS = "gevent"
+WORKER_CLASS = "custom_framework_training.serving.processes.GeventWorker"
 # Connections one worker holds at once (open keep-alive ones included), as sagemaker-containers sets it.
 WORKER_CONNECTIONS = 1000
 # Idle seconds before a kept-alive connection is closed; also the limit for reading a request's headers.
 KEEPALIVE_SECONDS = 5
-
-
-class RequestTimeout(BaseException):
-    """Raised into a request's greenlet when it passes the model server timeout (not an ``Exception``, so a
-    handler's ``except Exception`` cannot swallow it)."""
+# Seconds the workers get to finish their requests after SIGTERM before the master SIGKILLs them (gunicorn's).
+GRACEFUL_STOP_SECONDS = 30
 
 
 def with_deadline(app: InferenceApp, seconds: int) -> Any:
-    """``app`` with each request cut off after ``seconds`` (cooperative: I/O and sleeps; a CPU-bound handler is
-    the heartbeat's to stop)."""
-    import gevent  # only with the gevent worker class, which has it
+    """``app`` with each request cut off after ``seconds``: by a gevent timeout where the handler yields (I/O,
+    sleeps), by the worker's SIGABRT handler where it holds the CPU (:class:`.processes.GeventWorker`)."""
+    import gevent  # imported where it serves: the CLIs that start servers need neither gevent nor the workers
+
+    from custom_framework_training.serving.processes import RequestTimeout
 
     def timed(environ: dict[str, Any], start_response: Any) -> Any:
         try:
@@ -78,18 +78,22 @@ class _Gunicorn(BaseApplication):
     def load(self) -> Any:
         return self._app
 
+    def run(self) -> None:
+        from custom_framework_training.serving.processes import Arbiter
 
-def gunicorn_options(
-    host: str, port: int, settings: ServingEnvironment, worker_class: str = WORKER_CLASS
-) -> dict[str, Any]:
+        Arbiter(self).run()
+
+
+def gunicorn_options(host: str, port: int, settings: ServingEnvironment) -> dict[str, Any]:
     return {
         "bind": [f"{host}:{port}"],
         "workers": settings.workers,
-        "worker_class": worker_class,
+        "worker_class": WORKER_CLASS,
         "worker_connections": WORKER_CONNECTIONS,
         "keepalive": KEEPALIVE_SECONDS,
-        # SAGEMAKER_MODEL_SERVER_TIMEOUT: a worker busy for longer on one request is killed and replaced.
+        # SAGEMAKER_MODEL_SERVER_TIMEOUT: a worker without a heartbeat for longer is aborted and replaced.
         "timeout": settings.timeout_seconds,
+        "graceful_timeout": GRACEFUL_STOP_SECONDS,
         "preload_app": True,
         "accesslog": None,
         "errorlog": "-",
@@ -102,11 +106,9 @@ def gunicorn_options(
     }
 
 
-def run(app: InferenceApp, host: str, port: int, settings: ServingEnvironment, **kwargs: Any) -> NoReturn:
+def run(app: InferenceApp, host: str, port: int, settings: ServingEnvironment) -> NoReturn:
     """Serve ``app`` until SIGTERM or SIGINT; gunicorn then exits the process (``SystemExit``)."""
-    options = gunicorn_options(host, port, settings, **kwargs)
-    served = with_deadline(app, settings.timeout_seconds) if options["worker_class"] == "gevent" else app
-    _Gunicorn(served, options).run()
+    _Gunicorn(with_deadline(app, settings.timeout_seconds), gunicorn_options(host, port, settings)).run()
     raise SystemExit(0)  # gunicorn's run() exits itself; this only states it
 
 
