@@ -13,24 +13,36 @@
 #   BASE_IMAGE  the Dockerfile's BASE_IMAGE (default: under docker, the Dockerfile's
 #               python:3.12.15-slim-bookworm; under podman, a local Debian bookworm + python3 image)
 #   ENGINE      docker or podman (default: docker if a Docker engine answers, else podman)
+#   BUILD_NETWORK  the network of the build's RUN steps under docker (docker build --network;
+#               default: the engine's). .ci/run sets host: its Docker engine has no NAT (no iptables).
+#
+# `build-local.sh base` only makes (or reuses) the podman stand-in base below and prints its
+# reference: .ci/run loads it into its Docker engine, which cannot pull the Dockerfile's base here.
 set -euo pipefail
+case "${1:-}" in
+"" | base) ;;
+*)
+    echo "usage: build-local.sh [base]" >&2
+    exit 2
+    ;;
+esac
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-IMAGE_NAME="${IMAGE_NAME:-custom-framework}"
-if [[ -z "${IMAGE_TAG:-}" ]]; then
-    IMAGE_TAG="$("$here/image-tag.sh")"
-fi
-image="${IMAGE_NAME}:${IMAGE_TAG}"
-
 work="$(mktemp -d /var/tmp/build-local.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
+
+IMAGE_NAME="${IMAGE_NAME:-custom-framework}"
+if [[ -z "${IMAGE_TAG:-}" && "${1:-}" != base ]]; then
+    IMAGE_TAG="$("$here/image-tag.sh")"
+fi
+image="${IMAGE_NAME}:${IMAGE_TAG:-}"
 
 # The context: what git tracks or would track under framework_image/, as on disk, so ignored
 # files (__pycache__, *.egg-info left by an editable install) never reach the image and the
 # image holds the content its tag hashes. Timestamps are kept, so the layer cache still hits.
 # Outside a git checkout (IMAGE_TAG given), the folder itself.
 context="$here"
-if git -C "$here" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then
+if [[ "${1:-}" != base ]] && git -C "$here" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then
     context="$work/context"
     mkdir "$context"
     (
@@ -50,11 +62,13 @@ if [[ -z "${ENGINE:-}" ]]; then
     fi
 fi
 
-if [[ "$ENGINE" == docker ]]; then
-    # No attestation manifests (buildx adds provenance by default in some set-ups): SageMaker
-    # needs a plain image manifest.
-    BUILDX_NO_DEFAULT_ATTESTATIONS=1 \
-        docker build ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} --tag "$image" "$context" >&2
+if [[ "$ENGINE" == docker && "${1:-}" != base ]]; then
+    # BuildKit, as on GitHub's runners (buildx): it skips the Dockerfile's unused default-base stage,
+    # which the legacy builder would pull. No attestation manifests (buildx adds provenance by
+    # default in some set-ups): SageMaker needs a plain image manifest.
+    DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 \
+        docker build ${BUILD_NETWORK:+--network "$BUILD_NETWORK"} ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} \
+        --tag "$image" "$context" >&2
     echo "$image"
     exit 0
 fi
@@ -116,6 +130,10 @@ if [[ -z "${BASE_IMAGE:-}" ]]; then
             --change 'CMD ["python3"]' \
             "$work/base.tar" "$BASE_IMAGE" >&2
     fi
+fi
+if [[ "${1:-}" == base ]]; then
+    echo "$BASE_IMAGE"
+    exit 0
 fi
 
 # pip inside the build must trust the host's CA bundle (the package index is reached

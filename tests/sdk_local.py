@@ -1,10 +1,13 @@
-"""The SageMaker Python SDK's own local mode, run on this machine without a Docker engine.
+"""The SageMaker Python SDK's own local mode, run on this machine with a Docker engine or without one.
 
 It is the oracle that ``train-local`` is compared with, and a benchmark baseline. Local mode
 writes a ``docker-compose.yaml`` and shells out to ``docker compose version`` (so a ``docker``
-CLI must exist, even when it answers "unknown command"), then ``docker-compose up``, and
-``docker images -q``/``docker pull`` for ECR-looking images only. Here podman serves the
-Docker API on a private socket and ``DOCKER_HOST`` points both clients at it.
+CLI must exist, even when it answers "unknown command"), then runs ``docker compose up`` when
+that says v2 (GitHub's runners: Compose v2 only), else ``docker-compose up`` (v1), and
+``docker images -q``/``docker pull`` for ECR-looking images only
+(``sagemaker.local.image._SageMakerContainer._get_compose_cmd_prefix``). Without a Docker
+engine, podman serves the Docker API on a private socket and ``DOCKER_HOST`` points both
+clients at it; with one (``ENGINE=docker``), ``DOCKER_HOST`` or the default socket.
 
 Import it from tests (``tests/`` is on ``sys.path``) or run it: ``python tests/sdk_local.py
 --help`` trains once and prints a JSON summary, which is what the benchmark times.
@@ -42,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 # Local mode never assumes the role, but a bare name would make the SDK ask IAM to expand it.
 ROLE_ARN = "arn:aws:iam::123456789012:role/SdkLocalMode"
-SERVICE_START_TIMEOUT = 60
+SERVICE_START_TIMEOUT = 120  # a bound far above need (about 1 s), not a speed check
 ENGINE_TIMEOUT = 60
 NETWORK = "sagemaker-local"  # the one network local mode puts every container on
 # The SDK makes boto3 clients from the default session: at `import sagemaker` (JumpStart's
@@ -234,11 +237,14 @@ def podman_docker_api(timeout: float = SERVICE_START_TIMEOUT) -> Iterator[str]:
             )
         try:
             api = EngineApi(str(sock))
-            deadline = time.monotonic() + timeout
+            started = time.monotonic()
             while not api.ping():
-                if service.poll() is not None or time.monotonic() > deadline:
+                waited = time.monotonic() - started
+                if service.poll() is not None or waited > timeout:
                     detail = (folder / "service.log").read_text()[-2000:]
-                    raise RuntimeError(f"podman system service did not answer on {sock}:\n{detail}")
+                    raise RuntimeError(
+                        f"podman system service did not answer on {sock} after {waited:.1f} s:\n{detail}"
+                    )
                 time.sleep(0.05)
             network_was_there = api.network_exists(NETWORK)
             try:

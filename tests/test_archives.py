@@ -49,6 +49,20 @@ def test_a_normal_archive_unpacks(tmp_path, without_filter):
     assert (tmp_path / "out" / "pkg" / "alias.py").read_text() == "X = 1\n"
 
 
+def test_modes_are_the_data_filters_whoever_extracts(tmp_path, without_filter):
+    """Checked on the modes, not by reading through them: root reads a folder stored as 0o644, its
+    owner does not (the runner's user hit that), so reading alone passes as root whatever the modes."""
+    folder = _member("pkg", tarfile.DIRTYPE)  # stored 0o644, as _member makes every member
+    script = _member("pkg/run.sh")
+    script.mode = 0o4777  # setuid, world-writable
+    archive = _archive(tmp_path / "code.tar.gz", (folder, b""), (_member("pkg/util.py"), b"X = 1\n"), (script, b"x"))
+    archives.extract(archive, tmp_path / "out")
+    out = tmp_path / "out" / "pkg"
+    assert out.stat().st_mode & 0o700 == 0o700
+    assert (out / "util.py").stat().st_mode & 0o7777 == 0o644
+    assert (out / "run.sh").stat().st_mode & 0o7777 == 0o755
+
+
 @pytest.mark.parametrize(
     "member",
     [

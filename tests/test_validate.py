@@ -264,6 +264,121 @@ def test_values_known_only_at_run_time_are_left_alone_and_nested_steps_are_check
     assert problem.startswith("step Register: CreateModelPackage.ModelApprovalStatus: 'Maybe' is not one of")
 
 
+# --- the toolkit's entry point rule, on every step that names a script ----------------------------
+
+# sagemaker-training 5.1.4 refuses these names when the job starts (process.validate_entry_point);
+# tests/test_workflow_module.py checks the rule against the toolkit itself.
+ENTRY_POINTS = [
+    ("train.py", None),
+    ("bin/train.sh", None),
+    ("pkg/v1.2/train+x.py", None),
+    ("my train.py", "would be refused by the toolkit"),
+    ("train.py;rm", "would be refused by the toolkit"),
+    ("-m", "not starting with '-'"),
+    ("/opt/ml/code/train.py", "not starting with '-' or '/'"),
+    ("sub/../train.py", "'..' segment"),
+    ("./train.py", "'.' or '..' segment"),
+    ("ü.py", "would be refused by the toolkit"),
+    ("", "no entry point is named"),
+]
+
+
+def training_with_program(encoded: str) -> dict:
+    definition = sample_definition()
+    definition["Steps"][0]["Arguments"]["HyperParameters"]["sagemaker_program"] = encoded
+    return definition
+
+
+def processing_definition(entrypoint: list, arguments: list | None = None) -> dict:
+    """The sample's training step plus a processing step running the image's processing entry."""
+    definition = sample_definition()
+    train = definition["Steps"][0]["Arguments"]
+    app = {"ImageUri": {"Get": "Parameters.ImageUri"}, "ContainerEntrypoint": entrypoint}
+    if arguments is not None:
+        app["ContainerArguments"] = arguments
+    resources = {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}}
+    step = {
+        "Name": "Evaluate",
+        "Type": "Processing",
+        "Arguments": {"AppSpecification": app, "ProcessingResources": resources, "RoleArn": train["RoleArn"]},
+    }
+    definition["Steps"].append(step)
+    return definition
+
+
+@pytest.mark.parametrize("name, fragment", ENTRY_POINTS, ids=[repr(name) for name, _ in ENTRY_POINTS])
+def test_a_training_steps_entry_point_is_checked_as_the_toolkit_reads_it(name, fragment):
+    """``sagemaker_program`` is JSON-encoded by the SDK; the toolkit json.loads it, else takes it raw."""
+    for encoded in (json.dumps(name), name) if name else (json.dumps(name),):
+        found = validate.step_problems(training_with_program(encoded), {}, "p")
+        if fragment is None:
+            assert found == [], encoded
+        else:
+            (problem,) = found
+            assert problem.startswith("step Train: HyperParameters.sagemaker_program: "), problem
+            assert fragment in problem, problem
+
+
+@pytest.mark.parametrize("name, fragment", ENTRY_POINTS, ids=[repr(name) for name, _ in ENTRY_POINTS])
+def test_a_processing_steps_script_is_checked_too(name, fragment):
+    module = ["python3", "-m", "custom_framework_training.processing"]
+    for entrypoint, arguments in [
+        ([*module, "/opt/ml/processing/code/sourcedir.tar.gz", name], ["--threshold", "0.7"]),
+        (module, ["/opt/ml/processing/code/sourcedir.tar.gz", name, "--threshold", "0.7"]),
+    ]:
+        found = validate.step_problems(processing_definition(entrypoint, arguments), {}, "p")
+        if fragment is None:
+            assert found == [], (entrypoint, arguments)
+        else:
+            (problem,) = found
+            assert problem.startswith("step Evaluate: the processing script: "), problem
+            assert fragment in problem, problem
+
+
+@pytest.mark.parametrize(
+    "encoded, fragment",
+    [
+        ("123", "the entry point 123 is not a file name"),
+        ("null", "the entry point null is not a file name"),
+        ('["train.py"]', 'the entry point ["train.py"] is not a file name'),
+    ],
+)
+def test_a_program_that_decodes_to_no_file_name_is_refused(encoded, fragment):
+    (problem,) = validate.step_problems(training_with_program(encoded), {}, "p")
+    assert fragment in problem, problem
+
+
+def test_a_program_from_a_parameter_is_checked_with_its_value_and_left_alone_without_one():
+    definition = training_with_program({"Get": "Parameters.Program"})
+    definition["Parameters"].append({"Name": "Program", "Type": "String", "DefaultValue": "a b.py"})
+    (problem,) = validate.step_problems(definition, {}, "p")
+    assert "'a b.py' would be refused by the toolkit" in problem
+    assert validate.step_problems(definition, {"Program": "train.py"}, "p") == []
+    definition["Parameters"][-1].pop("DefaultValue")
+    assert validate.step_problems(definition, {}, "p") == []
+
+
+def test_steps_that_run_other_images_are_not_held_to_the_toolkits_rule():
+    """A processing step that is not the image's processing entry, a training step without sagemaker_program."""
+    definition = processing_definition(["python3", "/opt/ml/processing/input/code/my script.py"])
+    del definition["Steps"][0]["Arguments"]["HyperParameters"]["sagemaker_program"]
+    assert validate.step_problems(definition, {}, "p") == []
+
+
+def test_a_processing_entry_without_a_script_is_refused():
+    definition = processing_definition(["python3", "-m", "custom_framework_training.processing", "code.tar.gz"])
+    (problem,) = validate.step_problems(definition, {}, "p")
+    assert problem.endswith("the processing script: no entry point is named: name the script"), problem
+
+
+def test_a_refused_entry_point_is_one_line_naming_the_step_and_the_fix():
+    with pytest.raises(validate.InvalidRequest) as refused:
+        validate.check_steps(training_with_program(json.dumps("my train.py")), {}, "p")
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("step Train: HyperParameters.sagemaker_program: ")
+    assert message.endswith("the job would fail as it starts, so nothing was written"), message
+
+
 # --- the plan is refused whole ---------------------------------------------------------------------
 
 SETTINGS = build_settings({}, offline=True)

@@ -604,3 +604,82 @@ def test_every_job_runs_on_a_pinned_runner_image(path: Path) -> None:
     for name, job in load(path)["jobs"].items():
         if "runs-on" in job:
             assert job["runs-on"] == "ubuntu-24.04", name
+
+
+# --- what the runner image has: every step checked against ubuntu-24.04 -----------------------------
+
+# The commands the ubuntu-24.04 image provides, from its published contents
+# (actions/runner-images, images/ubuntu/Ubuntu2404-Readme.md and scripts/build/install-python.sh):
+# coreutils and the shell builtins, sudo (passwordless for the runner's user), git, Python 3.12 with
+# python3-venv and python3-dev, and Docker with Compose v2 and buildx (no docker-compose v1).
+RUNNER_COMMANDS = {"echo", "exit", "set", "sed", "tee", "python3", "sudo", "docker", "git"}
+# What needs root on the runner, whose user is not root: only through sudo.
+ROOT_COMMANDS = {"apt-get", "apt", "sysctl", "useradd", "usermod", "chown", "mount", "systemctl", "dpkg"}
+
+
+def run_commands(script: str) -> list[list[str]]:
+    """Each simple command of a step's ``run`` script as words, split as the shell splits them."""
+    import shlex
+
+    commands = []
+    for line in script.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words: list[str] = []
+        for token in [*lexer, ";"]:
+            if token in ("&&", "||", ";", "|", "&", "(", ")"):
+                commands.append(words)
+                words = []
+            elif words or not re.fullmatch(r"\w+=.*", token):  # VAR=value prefixes are not the command
+                words.append(token)
+    return [command for command in commands if command]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_step_runs_on_the_runner_as_its_unprivileged_user(path: Path) -> None:
+    """No step needs root without sudo, calls Compose v1, or a tool neither the image nor an earlier
+    step provides (the venv's, and apt packages a step installs)."""
+    for name, job in load(path)["jobs"].items():
+        installed: set[str] = set()
+        venv = False  # .venv/bin/* (python, pip, and the dev extras' linters) once a step made the venv
+        for step in job.get("steps", []):
+            for words in run_commands(step.get("run", "")):
+                command = words[1] if words[0] == "sudo" else words[0]
+                where = f"{path.name} job {name}, step {step.get('name')!r}: {' '.join(words)}"
+                assert command != "docker-compose", f"Compose v1 is not on the runner: {where}"
+                assert command not in ROOT_COMMANDS or words[0] == "sudo", f"needs root, so sudo: {where}"
+                if command in ("apt-get", "apt") and "install" in words:
+                    installed |= {word for word in words[words.index("install") + 1 :] if not word.startswith("-")}
+                venv = venv or words[:4] == ["python3", "-m", "venv", ".venv"]
+                provided = RUNNER_COMMANDS | ROOT_COMMANDS | installed
+                known = (
+                    command in provided or command.startswith(".github/") or (venv and command.startswith(".venv/bin/"))
+                )
+                assert known, f"{command} is neither on the runner image nor installed by an earlier step: {where}"
+
+
+def test_the_runner_audit_finds_root_compose_v1_and_missing_tools() -> None:
+    """The audit above can fail: each kind of problem, in a step's script."""
+    assert run_commands("A=1 apt-get install -y x && sudo sysctl -w k=0 | tee log # why") == [
+        ["apt-get", "install", "-y", "x"],
+        ["sudo", "sysctl", "-w", "k=0"],
+        ["tee", "log"],
+    ]
+    assert run_commands("docker-compose up \\\n  --build")[0][0] == "docker-compose"
+
+
+def test_the_deploy_tests_the_image_itself_and_leaves_the_sdk_local_mode_parity_to_ci() -> None:
+    """The deploy's acceptance tests train, process and serve in the pulled image; the parity suite
+    (SDK local mode, driven by Compose) proves this project's emulation, not the image, and runs in CI."""
+    script = DEPLOY_SCRIPT.read_text()
+    listed = re.search(r'^IMAGE_TESTS="([^"]+)"$', script, re.M)
+    assert listed and "${DEPLOY_TESTS:-$IMAGE_TESTS}" in script
+    files = [ROOT / name for name in listed.group(1).split()]
+    assert files and all(path.is_file() for path in files), files
+    for path in files:
+        text = path.read_text()
+        assert "pytestmark = pytest.mark.container" in text, path.name
+        assert "sdk_local" not in text and "docker_host" not in text, f"{path.name} needs Compose: CI only"
+    tests = "\n".join(re.findall(r"^def (test_\w+)", "\n".join(path.read_text() for path in files), re.M))
+    for what in ("train", "processing", "serve"):
+        assert what in tests, f"no test of the image's {what} among {listed.group(1)}"

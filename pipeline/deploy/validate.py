@@ -10,7 +10,9 @@ The patterns are Java regexes. Their Java-only constructs are translated, and ma
 ``re.fullmatch`` with ASCII classes, as in the project's own checks: ``\p{L}`` reads as an
 ASCII letter, so a tag with a non-ASCII letter is refused here although AWS would take it.
 On top of the model come the rules AWS enforces without stating them in it: tag keys under
-the reserved ``aws:`` prefix, or given twice (:func:`settings.tag_key_problem`).
+the reserved ``aws:`` prefix, or given twice (:func:`settings.tag_key_problem`); and the rule
+the image's toolkit (sagemaker-training 5.1.4) applies to entry point names when a job starts
+(:func:`entry_point_problem`), which would otherwise fail the job minutes after a clean upsert.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ STEP_OPERATIONS = {
     "Transform": ("CreateTransformJob", {"TransformJobName": JOB_NAME}),
 }
 NESTED_STEPS = ("IfSteps", "ElseSteps")  # a Condition step's branches
+# Where a step names the script the image runs (see _entry_points).
+ENTRY_POINT_FIELDS = {
+    "Training": "HyperParameters.sagemaker_program",
+    "Processing": "the processing script",
+}
 
 # The setting to change when a pipeline-level field is refused; steps say STEP_FIX.
 FIXES = {
@@ -244,10 +251,10 @@ def problems(operation: str, request: Mapping[str, Any], service: str = "sagemak
     return list(_walk(shape, request, root + operation))
 
 
-def _refuse(found: list[str], fix_text: str) -> None:
+def _refuse(found: list[str], fix_text: str, outcome: str = "AWS would refuse it") -> None:
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise InvalidRequest(f"{found[0]}{more}: {fix_text}; AWS would refuse it, so nothing was written")
+        raise InvalidRequest(f"{found[0]}{more}: {fix_text}; {outcome}, so nothing was written")
 
 
 def check(operation: str, request: Mapping[str, Any], service: str = "sagemaker") -> None:
@@ -310,42 +317,82 @@ def _parameter_values(definition: Mapping[str, Any], overrides: Mapping[str, Any
     return {**defaults, **overrides}
 
 
-def _entry_points(step: Mapping[str, Any], arguments: Mapping[str, Any]) -> Iterator[str]:
-    """The entry point names a step's job hands the toolkit: a training job's ``sagemaker_program``,
-    a processing job's script run by the image's processing entry."""
+def _hyperparameter(text: str) -> Any:
+    """A hyperparameter as the toolkit reads it: JSON, else the raw string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _entry_points(step: Mapping[str, Any], arguments: Mapping[str, Any]) -> Iterator[Any]:
+    """The names a step's job gives the image for the script to run, as the image reads them: a training job's
+    ``sagemaker_program``, and the script after the archive in ``python3 -m
+    custom_framework_training.processing ARCHIVE SCRIPT`` (ContainerEntrypoint, then ContainerArguments)."""
     if step.get("Type") == "Training":
-        program = arguments.get("HyperParameters", {}).get("sagemaker_program")
+        hyperparameters = arguments.get("HyperParameters")
+        program = hyperparameters.get("sagemaker_program") if isinstance(hyperparameters, Mapping) else None
         if isinstance(program, str):
-            yield json.loads(program) if program.startswith('"') else program
+            yield _hyperparameter(program)
     elif step.get("Type") == "Processing":
-        entrypoint = arguments.get("AppSpecification", {}).get("ContainerEntrypoint", [])
-        if PROCESSING_MODULE in entrypoint and isinstance(entrypoint[-1], str):
-            yield entrypoint[-1]
+        app = arguments.get("AppSpecification")
+        app = app if isinstance(app, Mapping) else {}
+        argv = [item for key in ("ContainerEntrypoint", "ContainerArguments") for item in _items(app.get(key))]
+        if PROCESSING_MODULE in argv:
+            after = argv[argv.index(PROCESSING_MODULE) + 1 :]
+            yield after[1] if len(after) > 1 else ""
 
 
-def step_problems(definition: Mapping[str, Any], overrides: Mapping[str, Any], pipeline_name: str) -> list[str]:
-    """Every problem of the calls the steps make (CreateTrainingJob, CreateProcessingJob,
-    CreateModelPackage), with the parameters at ``overrides``, else their defaults, and the
-    expressions evaluated as SageMaker does."""
+def _entry_point_problems(step: Mapping[str, Any], arguments: Mapping[str, Any]) -> Iterator[str]:
+    """The toolkit's rules that would fail the job at start, checked on the names the definition gives."""
+    where = ENTRY_POINT_FIELDS.get(step.get("Type"), "entry point")
+    for name in _entry_points(step, arguments):
+        if name is RUNTIME:
+            continue
+        if not isinstance(name, str):
+            problem = f"the entry point {json.dumps(name)} is not a file name: name the script"
+        else:
+            problem = entry_point_problem(name) if name else "no entry point is named: name the script"
+        if problem:
+            yield f"step {step.get('Name')}: {where}: {problem}"
+
+
+def _problems_by_kind(
+    definition: Mapping[str, Any], overrides: Mapping[str, Any], pipeline_name: str
+) -> tuple[list[str], list[str]]:
+    """The steps' problems AWS would refuse, and those the image's toolkit would fail a job for."""
     values = _parameter_values(definition, overrides)
     execution = _execution(pipeline_name)
-    found = []
+    refused: list[str] = []
+    failing: list[str] = []
     for step in _steps(definition.get("Steps", [])):
         if step.get("Type") not in STEP_OPERATIONS:
             continue
         operation, filled = STEP_OPERATIONS[step["Type"]]
         arguments = evaluate(_mark_runtime(step.get("Arguments", {}), values, execution), values, execution)
-        found += problems(operation, {**filled, **arguments}, root=f"step {step.get('Name')}: ")
-        found += [
-            f"step {step.get('Name')}: {problem}"
-            for name in _entry_points(step, arguments)
-            if (problem := entry_point_problem(name))
-        ]
-    return found
+        refused += problems(operation, {**filled, **arguments}, root=f"step {step.get('Name')}: ")
+        failing += _entry_point_problems(step, arguments)
+    return refused, failing
+
+
+def step_problems(definition: Mapping[str, Any], overrides: Mapping[str, Any], pipeline_name: str) -> list[str]:
+    """Every problem of the calls the steps make (CreateTrainingJob, CreateProcessingJob,
+    CreateModelPackage, CreateTransformJob), with the parameters at ``overrides``, else their
+    defaults, and the expressions evaluated as SageMaker does; then every entry point name the
+    image's toolkit would refuse when the job starts (:func:`entry_point_problem`)."""
+    refused, failing = _problems_by_kind(definition, overrides, pipeline_name)
+    return refused + failing
 
 
 def check_steps(
     definition: Mapping[str, Any], overrides: Mapping[str, Any], pipeline_name: str, fix_text: str = STEP_FIX
 ) -> None:
-    """Refuse a definition whose steps would make a call AWS refuses (see :func:`step_problems`)."""
-    _refuse(step_problems(definition, overrides, pipeline_name), fix_text)
+    """Refuse a definition whose steps would make a call AWS refuses, or start a job the image's
+    toolkit fails at once (see :func:`step_problems`)."""
+    refused, failing = _problems_by_kind(definition, overrides, pipeline_name)
+    _refuse(refused, fix_text)
+    _refuse(failing, fix_text, "the job would fail as it starts")
