@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.cli import common
+from pipeline.definition import dag
 from pipeline.definition import parameters as params
 from pipeline.definition.contract import Contract
 from pipeline.definition.render import Rendered, render
@@ -62,7 +63,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     source = common.source(args)
     rendered = cached_render(settings, source, check=_step_check(settings), use_cache=not args.no_cache)
     definition = json.loads(rendered.definition)
-    steps = ", ".join(f"{s['Name']} ({s['Type']})" for s in _all_steps(definition["Steps"]))
+    steps = ", ".join(f"{s['Name']} ({s['Type']})" for s in dag.all_steps(definition["Steps"]))
     print(f"steps: {steps}")
     print()
     print("\n".join(parameter_table(params.from_definition(definition, rendered.help))))
@@ -70,16 +71,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
         print()
         print("training metrics: " + ", ".join(m.name for m in source.contract.metrics))
     return ExitStatus.OK
-
-
-def _all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every step, those inside a condition's branches after it."""
-    out = []
-    for step in steps:
-        out.append(step)
-        branches = step.get("Arguments", {})
-        out += _all_steps([*branches.get("IfSteps", []), *branches.get("ElseSteps", [])])
-    return out
 
 
 def _plan(settings: Settings, rendered: Rendered, contract: Contract, seed_data: bool) -> tuple[Any, Any, Any]:
