@@ -6,6 +6,7 @@ Every error a user can fix derives from :class:`UserError`; its message is the o
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -54,8 +55,17 @@ class AwsError(UserError):
     """An AWS call failed, or AWS would refuse a request; the message says what to check."""
 
 
+# Errors of the machine, not of the code: a write() reports them without a file name.
+FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def describe_os_error(error: OSError) -> str:
-    """An I/O error as one line that always names the path, so the user knows where to look."""
+    """An I/O error as one line that always names the path (or, for a full disk, the fix), so the
+    user knows where to look."""
     what = error.strerror or type(error).__name__
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
-    return f"{what}: {' -> '.join(paths)}" if paths else what
+    if paths:
+        return f"{what}: {' -> '.join(paths)}"
+    if error.errno in FULL_DISK:
+        return f"{what}: free some space on that disk, or pass --output-dir on another one (nothing was kept)"
+    return what

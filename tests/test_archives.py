@@ -100,3 +100,32 @@ def test_the_fallback_writes_nothing_when_a_later_member_escapes(tmp_path, witho
     with pytest.raises(archives.UnsafeArchive, match="outside"):
         archives.extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_every_archive_the_project_unpacks_goes_through_the_capped_extract():
+    """Code, models and inference code from users are unpacked in several places (serving, transform,
+    processing, promotion, local runners): all through :func:`archives.extract`, whose size and member
+    caps refuse a tar bomb from its headers."""
+    root = Path(__file__).resolve().parents[1]
+    sources = [*root.glob("pipeline/**/*.py"), *root.glob("framework_image/framework/src/**/*.py")]
+    unpacking = sorted(
+        str(path.relative_to(root))
+        for path in sources
+        if "extractall(" in path.read_text() or ".extract(" in path.read_text().replace("archives.extract(", "")
+    )
+    assert unpacking == ["framework_image/framework/src/custom_framework_training/archives.py"]
+
+
+def test_a_bomb_is_refused_before_anything_is_written(tmp_path):
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for index in range(3):
+            info = tarfile.TarInfo(f"zeros-{index}")
+            info.size = 1 << 20
+            tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert archive.stat().st_size < 20_000  # 3 MB of zeros packs to a few KB
+    with pytest.raises(archives.ArchiveTooLarge, match="unpacks to more than"):
+        archives.extract(archive, tmp_path / "into", limit=2 << 20)
+    assert not (tmp_path / "into").exists()
+    with pytest.raises(archives.ArchiveTooLarge, match="holds more than 2 members"):
+        archives.unpacked_size(archive, limit=1 << 30, max_members=2)

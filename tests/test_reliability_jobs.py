@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from local_support import process_runner
 from support import run_cli
 
+from pipeline.local import job_folder
 from pipeline.local.metrics import parse_metrics
 
 SCRIPT = """
@@ -83,3 +86,66 @@ def test_a_write_error_while_packing_reports_the_job_and_keeps_its_folder_and_lo
     assert last.endswith(str(out / "j" / "model.tar.gz")), last
     assert "trained" in (out / "j" / "algo-1.log").read_text()
     assert sorted(p.name for p in (out / "j").iterdir()) == ["algo-1.log", "sample-data", "sourcedir.tar.gz"]
+
+
+def _killed_while_holding(folder: Path) -> None:
+    """``folder`` as a CLI killed by SIGKILL inside :func:`job_folder.locked` leaves it."""
+    code = "import os, sys; from pathlib import Path; from pipeline.local import job_folder\n"
+    code += "with job_folder.locked(Path(sys.argv[1])): os.kill(os.getpid(), 9)"
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], timeout=60)
+    assert done.returncode == -signal.SIGKILL
+
+
+def test_the_next_run_clears_what_a_sigkilled_cli_left_and_keeps_every_job_that_ran(tmp_path: Path):
+    out = tmp_path / "jobs"
+    stub = out / "stub"  # killed while its job was prepared: no host started
+    (stub / "sample-data" / "train").mkdir(parents=True)
+    (stub / "sample-data" / "train" / "train.csv").write_text("half")
+    ran = out / "ran"  # killed while its model was packed
+    ran.mkdir()
+    (ran / "algo-1.log").write_text("trained\n")
+    (ran / ".model.tar.gz.partial").write_bytes(b"\x1f\x8b")
+    for folder in (stub, ran):
+        _killed_while_holding(folder)
+    busy = out / "busy"  # another CLI's job, in progress
+    busy.mkdir()
+    mine = out / "mine"  # the user's own folder: no lock, never touched
+    mine.mkdir()
+    with job_folder.locked(busy):
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "train.py").write_text(SCRIPT)
+        done = run_cli("train-local", "--source-dir", str(source), "--output-dir", str(out), "--job-name", "j")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (busy / job_folder.LOCK).is_file()
+    assert not stub.exists()
+    assert sorted(p.name for p in ran.iterdir()) == ["algo-1.log"]
+    assert sorted(p.name for p in out.iterdir()) == ["busy", "j", "mine", "ran"]
+    assert not (out / "j" / job_folder.LOCK).exists()  # released when the CLI ended
+
+
+def test_a_full_disk_while_the_sample_data_is_written_is_one_error_line_and_leaves_nothing(tmp_path: Path):
+    """An 8 KB tmpfs in a private user and mount namespace: a full disk without root."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(SCRIPT)
+    (source / "training.toml").write_text('entry_point = "train.py"\n[channels.train]\nsample = "train"\n')
+    # After the CLI, the shell lists what is left on that disk, which goes with the namespace.
+    shell = 'd="$1"; shift; mount -t tmpfs -o size=8k tmpfs "$d" && "$@"; s=$?'
+    shell += '; echo "left: $(ls -A "$d/jobs")"; exit $s'
+    command = ["unshare", "-Urm", "sh", "-c", shell, "sh", str(disk), sys.executable, "-m", "pipeline"]
+    command += ["train-local", "--source-dir", str(source), "--output-dir", str(disk / "jobs"), "--job-name", "j"]
+    probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user namespaces refused here: {probe.stderr.decode().strip()}")
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: No space left on device: "), done.stderr
+    assert lines[-1].endswith("/sample-data/train/train.csv"), lines[-1]  # the file it could not write
+    assert done.stdout.splitlines()[-1] == "left: ", done.stdout
+    assert "Traceback" not in done.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.errors import ExitStatus, UserError, describe_os_error
+from pipeline.errors import FULL_DISK, ExitStatus, UserError, describe_os_error
 
 # Commands that run jobs or servers here: hosts are Linux processes (prctl, /proc, user namespaces).
 LINUX_ONLY = ("train-local", "run", "serve-local", "demo", "promote")
@@ -56,7 +56,7 @@ def _one_line(error: Exception) -> tuple[str | None, int]:
     """The message and exit status for an error the user can fix; ``(None, _)`` for a bug."""
     if isinstance(error, UserError):
         return str(error), error.status
-    if isinstance(error, OSError) and error.filename is not None:
+    if isinstance(error, OSError) and (error.filename is not None or error.errno in FULL_DISK):
         return describe_os_error(error), ExitStatus.BAD_INPUT
     if "botocore" in sys.modules:  # only commands that reached AWS can fail there
         from pipeline import aws

@@ -11,7 +11,6 @@ import argparse
 import json
 import re
 import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -76,8 +75,8 @@ def cmd_train_local(args: argparse.Namespace) -> int:
 
 def _train_local(args: argparse.Namespace) -> int:
     from pipeline.definition import sample_data
-    from pipeline.local import checkpoints, job_config, job_inputs, job_request
-    from pipeline.local.job import host_started, run_job
+    from pipeline.local import checkpoints, job_config, job_folder, job_inputs, job_request
+    from pipeline.local.job import run_job
 
     outside_source(args.output_dir, args.source_dir)
     source = common.source(args)
@@ -91,8 +90,8 @@ def _train_local(args: argparse.Namespace) -> int:
     job_name, job_dir = _job_dir(args.output_dir, args.job_name)
     region = region_from_environment() or DEFAULT_REGION
     runner = _runner(args)
-    job_dir.mkdir(parents=True)
-    try:
+    job_folder.sweep_jobs(args.output_dir)  # what a killed run left
+    with job_folder.claimed(job_dir, _say):
         if not channels:  # nothing given: the sample data, for the channels the contract seeds with it
             seeded = {c.name: c.sample for c in contract.channels if c.sample}
             folders = sample_data.write(job_dir / "sample-data", seeded)
@@ -113,14 +112,6 @@ def _train_local(args: argparse.Namespace) -> int:
         )
         job = job_request.local_job(request, name=job_name, region=region)
         result = run_job(job, job_dir, runner, stop_grace=args.stop_grace, report=_say)
-    except BaseException:
-        if host_started(job_dir):  # its log and whatever artifacts are whole stay: a later error loses nothing
-            _say(f"the job's folder is kept: {job_dir}")
-            raise
-        # The job never started (refused, or stopped while it was prepared): leave nothing behind.
-        with stops.deferred():
-            shutil.rmtree(job_dir, ignore_errors=True)
-        raise
     return report(result)
 
 
@@ -148,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline import aws
     from pipeline.cli import deploy_commands
     from pipeline.deploy.state import deployed_pipeline
-    from pipeline.local import executor
+    from pipeline.local import executor, job_folder
     from pipeline.render_cache import cached_render
 
     if not args.local:
@@ -178,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         s3 = aws.client("s3", settings.region)
         for uri, body in rendered.objects.items():
             aws.put_if_absent(s3, uri, body)
+    job_folder.sweep_jobs(args.output_dir)  # what a killed run left
     steps = executor.run(
         definition,
         values,

@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from custom_framework_training.serving import files as serving_files
+from custom_framework_training import archives
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR
 from pipeline.errors import SettingsError
 
@@ -38,7 +38,7 @@ def model_dir(model: Path) -> Path:
     if not folder.is_dir():
         partial = Path(tempfile.mkdtemp(prefix=".serving-model-", dir=model.parent))
         try:
-            serving_files.unpack(model, partial)
+            archives.extract(model, partial)
         except (OSError, tarfile.TarError) as error:
             raise SettingsError(f"--model {model}: cannot unpack it: {error}") from None
         partial.rename(folder)

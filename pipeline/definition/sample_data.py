@@ -47,6 +47,10 @@ def write(root: Path, splits: Mapping[str, str] | None = None, seed: int = 42) -
     for channel, split in (splits or {name: name for name in files}).items():
         folder = root / channel
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{channel}.csv").write_text(files[split])
+        path = folder / f"{channel}.csv"
+        try:
+            path.write_text(files[split])
+        except OSError as error:  # write() names no file: a full disk must say which
+            raise OSError(error.errno, error.strerror, str(path)) from None
         folders[channel] = folder
     return folders

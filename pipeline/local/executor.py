@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,9 +32,9 @@ from pipeline.definition.dag import all_steps
 from pipeline.definition.expressions import Scope, condition_holds, evaluate, gets, parts, step_of
 from pipeline.definition.settings import DEFAULT_REGION
 from pipeline.errors import ExitStatus, UnsupportedExpression, UserError
-from pipeline.local import channels, job_request, processing, stops
+from pipeline.local import channels, job_folder, job_request, processing
 from pipeline.local.host_env import DEFAULT_ACCOUNT
-from pipeline.local.job import LocalJob, host_started, run_job
+from pipeline.local.job import LocalJob, run_job
 from pipeline.local.processes import DEFAULT_STOP_GRACE_SECONDS
 from pipeline.local.runners import ProcessRunner, Runner, processing_command
 
@@ -335,15 +334,8 @@ class _Execution:
     def _in_folder(self, name: str, work: Callable[[Path], Any]) -> Any:
         """``work`` on a step's new folder, which is removed if the step never got going (once a host
         started, its log and artifacts stay whatever happens next)."""
-        folder = self.work_dir / name
-        try:
+        with job_folder.claimed(self.work_dir / name) as folder:
             return work(folder)
-        except BaseException:
-            if host_started(folder):
-                raise
-            with stops.deferred():
-                shutil.rmtree(folder, ignore_errors=True)
-            raise
 
     def _training(self, step: Mapping[str, Any]) -> StepResult:
         name = self.job_name(step)

@@ -14,9 +14,7 @@ end of the job; before that, it is delivered as ``KeyboardInterrupt`` at the nex
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -29,7 +27,7 @@ from typing import IO
 from pipeline.definition.contract import DEFAULT_INSTANCE_TYPE
 from pipeline.definition.settings import DEFAULT_REGION
 from pipeline.errors import ExitStatus, describe_os_error
-from pipeline.local import channels, checkpoints, failure, files, job_config, processes, runners, stops
+from pipeline.local import channels, checkpoints, failure, files, job_config, job_folder, processes, runners, stops
 from pipeline.local.job_config import ChannelInput
 from pipeline.local.metrics import parse_metrics
 from pipeline.local.runners import Runner
@@ -69,12 +67,6 @@ class JobResult:
     @property
     def succeeded(self) -> bool:
         return self.exit_code == 0
-
-
-def host_started(job_dir: Path) -> bool:
-    """Whether a host of the job started: it wrote its log (``algo-N.log``) into the job folder. From
-    then on the folder is the job's record, which no later error may delete."""
-    return any(job_dir.glob("algo-*.log"))
 
 
 def checkpoint_dir(base: Path, job: LocalJob) -> Path:
@@ -128,27 +120,13 @@ def pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) -
 
 
 SCRATCH_PREFIX = "train-local-"
-SCRATCH_LOCK = ".in-use"
-
-
-def _holds_lock(handle: IO[str]) -> bool:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def sweep_scratch(temp: Path) -> None:
     """Remove scratch folders whose CLI died (SIGKILL) before its hosts started, when no init
     would remove them: the CLI holds a lock in each one for as long as it lives."""
     for folder in temp.glob(f"{SCRATCH_PREFIX}*"):
-        try:
-            with (folder / SCRATCH_LOCK).open("r") as handle:
-                stale = _holds_lock(handle)
-        except OSError:  # not ours (no lock file), or removed meanwhile
-            continue
-        if stale:
+        if job_folder.abandoned(folder):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -159,9 +137,7 @@ def scratch_dir(name: str) -> Iterator[Path]:
     sweep_scratch(Path(tempfile.gettempdir()))
     root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{name}-"))
     try:
-        with (root / f"{SCRATCH_LOCK}.new").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however it ends
-            os.rename(lock.name, root / SCRATCH_LOCK)  # the sweep sees the lock file only once it is held
+        with job_folder.locked(root):
             yield root
     finally:
         with stops.deferred():

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from custom_framework_training.serving import files as serving_files
+from custom_framework_training import archives
 from custom_framework_training.serving.server import GRACEFUL_STOP_SECONDS
 from pipeline import aws
 from pipeline.errors import UnsupportedExpression, UserError
@@ -274,7 +274,7 @@ def _download_model(s3: Any, model: Mapping[str, Any], work_dir: Path) -> Path:
     archive = work_dir / "model.tar.gz"
     s3.download_file(bucket, key, str(archive))
     model_dir = work_dir / "model"
-    serving_files.unpack(archive, model_dir)
+    archives.extract(archive, model_dir)
     return model_dir
 
 
@@ -288,7 +288,7 @@ def _download_code(s3: Any, environment: Mapping[str, str], model_dir: Path, wor
     archive = work_dir / "sourcedir.tar.gz"
     s3.download_file(bucket, key, str(archive))
     code_dir = work_dir / "code"
-    serving_files.unpack(archive, code_dir)
+    archives.extract(archive, code_dir)
     return code_dir
 
 
