@@ -65,6 +65,22 @@ def contract_only(text: str) -> Callable[[Path], None]:
     return setup
 
 
+def folder_for(relative: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        (work / relative).unlink()
+        (work / relative).mkdir()
+
+    return setup
+
+
+def link(relative: str, target: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        (work / relative).unlink()
+        (work / relative).symlink_to(target)
+
+    return setup
+
+
 def remove(relative: str) -> Callable[[Path], None]:
     return lambda work: (work / relative).unlink()
 
@@ -188,6 +204,8 @@ TABLE: dict[str, list[Row]] = {
         row("upsert", fragments=["unknown key 'colour'"], setup=append(CONTRACT, '\ncolour = "red"\n')),
         row("diff", fragments=["not UTF-8"], setup=write(CONTRACT, b"entry_point = '\xff'\n")),
         row("definition", "--offline", fragments=["is not valid TOML"], setup=write(CONTRACT, "[[[")),
+        row("upsert", fragments=["training.toml is not a regular file"], setup=folder_for(CONTRACT)),
+        row("definition", "--offline", fragments=["is not a regular file"], setup=link(CONTRACT, "/dev/zero")),
         row(
             "upsert",
             fragments=["instance_count must be a whole number >= 1"],

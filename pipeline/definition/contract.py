@@ -305,8 +305,10 @@ def parse(text: str, origin: str = CONTRACT_FILE) -> Contract:
 def load(source_dir: Path) -> Contract:
     """The contract of ``source_dir``, or the empty one when it declares none."""
     path = source_dir / CONTRACT_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return Contract()
+    if not path.is_file():  # a folder, a device, a broken link: never read as "no contract"
+        raise ContractError(f"{path} is not a regular file: make it one (or remove it to use the defaults)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
