@@ -683,3 +683,23 @@ def test_a_tar_bomb_is_refused_from_its_headers(tmp_path):
     assert not (tmp_path / "into").exists()
     archives.extract(archive, tmp_path / "fits", limit=20_000)
     assert len(list((tmp_path / "fits").iterdir())) == 4
+
+
+def test_unpacked_inference_code_is_removed_when_the_server_exits_not_when_a_worker_does(tmp_path):
+    """The server's master unpacks ``sourcedir.tar.gz`` into a temp folder; a worker (a fork) exiting
+    leaves it for the others, the master exiting removes it: serve-local runs leave no temp folders."""
+    archive = _archive(tmp_path / "sourcedir.tar.gz", [(tarfile.TarInfo("inference.py"), b"x = 1\n")])
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    code = (
+        "import os, sys\nfrom pathlib import Path\nfrom custom_framework_training.serving import files\n"
+        "folder = files.code_dir(sys.argv[1], Path('.'))\n"
+        "pid = os.fork()\nif pid == 0:\n    sys.exit(0)\n"
+        "os.waitpid(pid, 0)\nprint(folder, (folder / 'inference.py').is_file())\n"
+    )
+    env = {**os.environ, "TMPDIR": str(temp)}
+    done = subprocess.run([sys.executable, "-c", code, str(archive)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    folder, present = done.stdout.split()
+    assert present == "True" and Path(folder).parent == temp  # still there after the fork exited
+    assert list(temp.iterdir()) == []  # gone with the master

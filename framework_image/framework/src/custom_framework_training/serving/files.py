@@ -11,6 +11,9 @@ Archives come from users: :func:`custom_framework_training.archives.extract` unp
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -20,12 +23,14 @@ from custom_framework_training.serving.errors import StartupError
 
 
 def code_dir(submit_directory: str | None, model_dir: Path) -> Path:
-    """The folder to import the handlers from; an archive is unpacked into a fresh temporary folder."""
+    """The folder to import the handlers from; an archive is unpacked into a fresh temporary folder,
+    removed when this process (the server's master) exits."""
     if submit_directory is None:
         return model_dir / "code"
     location = submit_directory.removeprefix("file://")
     if location.startswith("s3://"):
-        return _unpack_code(_download(location))
+        with tempfile.TemporaryDirectory(prefix="inference-code-archive-") as folder:
+            return _unpack_code(_download(location, Path(folder) / "sourcedir.tar.gz"))
     if Path(location).is_file():
         return _unpack_code(Path(location))
     if not Path(location).is_dir():
@@ -33,11 +38,10 @@ def code_dir(submit_directory: str | None, model_dir: Path) -> Path:
     return Path(location)
 
 
-def _download(uri: str) -> Path:
+def _download(uri: str, target: Path) -> Path:
     import boto3  # in the image for the toolkit; imported only when the code is on S3
 
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    target = Path(tempfile.mkdtemp(prefix="inference-code-archive-")) / "sourcedir.tar.gz"
     try:
         boto3.client("s3").download_file(bucket, key, str(target))
     except Exception as e:
@@ -47,8 +51,16 @@ def _download(uri: str) -> Path:
 
 def _unpack_code(archive: Path) -> Path:
     target = Path(tempfile.mkdtemp(prefix="inference-code-"))
+    atexit.register(_remove_if_creator, target, os.getpid())
     try:
         archives.extract(archive, target)
     except (OSError, tarfile.TarError) as e:
         raise StartupError(f"cannot unpack the inference code from {archive}: {e}") from e
     return target
+
+
+def _remove_if_creator(folder: Path, creator: int) -> None:
+    """Remove ``folder`` at exit, in the process that made it only: forked workers inherit the handler,
+    and one exiting must not pull the code from under the others."""
+    if os.getpid() == creator:
+        shutil.rmtree(folder, ignore_errors=True)
