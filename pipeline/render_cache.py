@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.definition import contract, sourcedir
+from pipeline.definition import contract, sourcedir, user_cache
 from pipeline.definition.render import Rendered, render
 from pipeline.definition.settings import Settings
 from pipeline.definition.sourcedir import Source
@@ -35,9 +35,8 @@ DEFINITION_PACKAGE = Path(__file__).resolve().parent / "definition"
 
 
 def cache_dir() -> Path:
-    """Under ``XDG_CACHE_HOME`` (default ``~/.cache``), never inside the project."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "sagemaker-custom-framework-pipeline" / "render"
+    """Under the user's cache folder, never inside the project."""
+    return user_cache.root() / "render"
 
 
 def key(settings: Settings, source: Source) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,7 +38,12 @@ def source(args: argparse.Namespace) -> Source:
 
     ``--verbose`` lists what the archive holds; a secret-looking file in it is a warning.
     """
-    read = sourcedir.read(args.source_dir, getattr(args, "entry_point", None))
+    from pipeline.local import runtime
+
+    image_python = runtime.image_python((runtime.FRAMEWORK_IMAGE / "Dockerfile").read_text())
+    read = sourcedir.read(args.source_dir, getattr(args, "entry_point", None), image_python)
+    for note in read.notes:
+        print(note, file=sys.stderr)
     if getattr(args, "verbose", False):
         key = sourcedir.content_key(read.archive)
         print(f"packing {len(read.files)} files of {read.path} (sourcedir.tar.gz {key}):", file=sys.stderr)
@@ -67,3 +73,12 @@ def no_aws() -> None:
     """Offline: the SDK builds a default session at import, and boto3 would then look for
     credentials as far as the EC2 metadata endpoint; stop it there."""
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+def cli_command() -> str:
+    """This CLI as a command to print in hints, runnable as printed from the current folder without an
+    activated venv: ``.venv/bin/python -m pipeline`` in a clone's root after the README's set-up."""
+    python = Path(sys.executable)
+    if python.is_relative_to(Path.cwd()):
+        python = python.relative_to(Path.cwd())
+    return f"{shlex.quote(str(python))} -m pipeline"
