@@ -1,5 +1,6 @@
 """The GitHub workflows, Dependabot and the IAM policies: schema-valid, zizmor-clean, pinned to
-node24 releases, least privilege, and running exactly the commands the README documents.
+node24 releases, least privilege, and running exactly the set-up and test commands of the README's
+quick start.
 
 Offline and fast: the real check-jsonschema and zizmor from this venv, PyYAML and json for the rest.
 What the deploy script does is rehearsed for real in tests/test_deploy_rehearsal.py; who may assume
@@ -275,23 +276,14 @@ def test_deploy_runs_on_main_and_by_hand_with_an_optional_run() -> None:
 
 
 def test_deploys_never_race() -> None:
+    """One group for every deploy; a running deploy is never cancelled, and with GitHub's default queue
+    (single) a newer push replaces an older *waiting* one, which loses nothing: each deploy brings the
+    account to its own commit."""
     concurrency = load(DEPLOY)["concurrency"]
     assert concurrency["group"]
     assert "${{" not in concurrency["group"], "one group for every deploy, whatever the ref"
     assert concurrency["cancel-in-progress"] is False
-
-
-def test_the_readme_and_the_workflow_say_what_the_concurrency_group_does() -> None:
-    """With GitHub's default queue (single), a newer push cancels an older *waiting* deploy."""
-    assert load(DEPLOY)["concurrency"].get("queue", "single") == "single"
-    readme = (ROOT / "README.md").read_text()
-    section = re.search(r"^## From push to pipeline\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
-    assert section, 'README.md has no "## From push to pipeline" section'
-    for text in (section.group(1), DEPLOY.read_text()):
-        flat = " ".join(text.replace("#", " ").split())
-        assert "at most one run waiting" in flat
-        assert "cancels the waiting (older) run" in flat
-    assert "a later push waits for the earlier one" not in DEPLOY.read_text()
+    assert concurrency.get("queue", "single") == "single"
 
 
 def test_only_the_deploy_job_gets_an_oidc_token_and_no_keys_are_used() -> None:
@@ -401,16 +393,10 @@ def test_the_old_deploy_tested_an_image_only_the_registry_held() -> None:
     assert images_tested_but_not_local(yaml.safe_load(REGISTRY_ONLY_DEPLOY), "deploy") != []
 
 
-def test_the_deploy_tests_only_images_in_the_local_store_and_the_script_pulls_before_testing() -> None:
+def test_the_deploy_tests_only_images_in_the_local_store() -> None:
+    """What deploy.sh does in between (push, pull by digest, test, tag, upsert) is rehearsed for real in
+    tests/test_deploy_rehearsal.py, where leaving out the pull fails the deploy."""
     assert images_tested_but_not_local(load(DEPLOY), "deploy") == []
-    script = DEPLOY_SCRIPT.read_text()
-    push, pull = script.index('digest="$(push "$candidate")"'), script.index('pull "$repository@$digest"')
-    test = script.index('CONTAINER_IMAGE="$repository@$digest"')
-    tag, upsert = (
-        script.index('stored="$(push "$image")"'),
-        script.index('IMAGE_URI="$image" "$PYTHON" -m pipeline upsert'),
-    )
-    assert push < pull < test < tag < upsert, "push, pull by digest, test, tag, upsert: in that order"
 
 
 def test_the_deploy_role_allows_the_registry_calls_the_deploy_script_makes() -> None:
@@ -471,7 +457,7 @@ def test_the_policy_files_are_all_there_and_documented() -> None:
         assert name in guide
 
 
-def test_the_ecr_lifecycle_policy_expires_untagged_images_and_caps_the_rest_and_is_applied() -> None:
+def test_the_ecr_lifecycle_policy_expires_untagged_images_and_caps_the_rest() -> None:
     rules = policy(LIFECYCLE)["rules"]
     priorities = [rule["rulePriority"] for rule in rules]
     assert sorted(priorities) == priorities and len(set(priorities)) == len(priorities)
@@ -486,7 +472,7 @@ def test_the_ecr_lifecycle_policy_expires_untagged_images_and_caps_the_rest_and_
     # ECR requires the tagStatus "any" rule to come last.
     assert selections[-1]["tagStatus"] == "any" and selections[-1]["countType"] == "imageCountMoreThan"
     assert selections[-1]["countNumber"] >= 10
-    assert 'put-lifecycle-policy --repository-name "$ECR_REPOSITORY"' in (AWS / "README.md").read_text()
+    # That the set-up guide applies it: tests/test_docs.py runs the guide against botocore's model.
 
 
 @pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)

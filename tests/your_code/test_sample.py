@@ -59,13 +59,6 @@ def test_the_sample_job_prints_exactly_the_declared_metrics(tmp_path):
         assert re.search(metric.regex, log), metric.name
 
 
-def test_the_readme_parameter_table_is_describes_output():
-    done = run_cli("describe")
-    assert done.returncode == 0, done.stderr
-    table = done.stdout[done.stdout.index("| parameter") :].split("\n\n")[0].strip()
-    assert table in (ROOT / "README.md").read_text()
-
-
 def test_the_sample_dag_is_train_evaluate_gate_register_or_fail():
     done = run_cli("definition", "--offline")
     assert done.returncode == 0, done.stderr
