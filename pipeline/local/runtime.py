@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from pipeline.definition import user_cache
 from pipeline.errors import UserError
 from pipeline.local import stops
 from pipeline.local.processes import POLL_SECONDS, HostCommand
 
 FRAMEWORK_IMAGE = Path(__file__).resolve().parents[2] / "framework_image"
-CACHE_NAME = "sagemaker-custom-framework-pipeline"
 # What the image's Python would be (the Dockerfile's default base), if nothing says otherwise.
 BASE_PYTHON = re.compile(r"^FROM\s+python:(\d+\.\d+)", re.MULTILINE)
 KEY_LENGTH = 16
@@ -71,9 +71,9 @@ class JobEnvironment:
         return self.root / "bin" / "python"
 
 
-def cache_dir(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path:
-    """``${XDG_CACHE_HOME:-~/.cache}/<project>``: outside the project and its ``.venv``."""
-    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / CACHE_NAME
+def cache_dir() -> Path:
+    """The user's cache folder (:func:`pipeline.definition.user_cache.root`): outside the project and its ``.venv``."""
+    return user_cache.root()
 
 
 def image_python(dockerfile: str) -> str | None:
