@@ -36,6 +36,17 @@ def wall_time(command: Sequence[str], env: Mapping[str, str] | None = None, cwd:
     return seconds
 
 
+def until_stamped(command: Sequence[str], stamp: Path) -> float:
+    """Seconds from spawning ``command`` to the ``time.monotonic()`` it writes to ``stamp`` (a clock all
+    processes share): what a user waits for, without the clean-up the command does after it."""
+    stamp.unlink(missing_ok=True)
+    start = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode or not stamp.is_file():
+        raise RuntimeError(f"{' '.join(map(str, command))} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return float(stamp.read_text()) - start
+
+
 def interleaved(commands: Mapping[str, Callable[[], float]], runs: int = 7, warmup: int = 1) -> dict[str, float]:
     """Median seconds of each timed callable, calling them in turn ``runs`` times."""
     samples: dict[str, list[float]] = {name: [] for name in commands}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ READ_TIMEOUT_SECONDS = 5
 ATTEMPTS = 2
 # Below this size s3transfer downloads an object with one GET too, after a HEAD and with a thread pool.
 SINGLE_GET_BYTES = 8 * 1024 * 1024
+# Objects downloaded at once: many small objects cost a round trip each, which threads overlap.
+DOWNLOAD_THREADS = 16
+TICK_SECONDS = 0.1  # how often a download in progress looks for a stop
 
 _CLIENTS: dict[tuple[str, str | None, tuple[tuple[str, str], ...], Any], Any] = {}
 
@@ -173,11 +177,13 @@ class UnsafeKey(UserError):
 
 
 def download_prefix(s3: Any, uri: str, destination: Path, between: Callable[[], None] = lambda: None) -> int:
-    """Copy every object under an S3 prefix into ``destination``, as SageMaker's File mode does.
+    """Copy every object under an S3 prefix into ``destination``, as SageMaker's File mode does,
+    :data:`DOWNLOAD_THREADS` objects at a time (a client is thread-safe).
 
     Every key is placed first, and the download refused whole if one would land outside
     ``destination`` (``../`` in a key): whoever can write to a data prefix must not be able to
-    write any file the user can. ``between`` runs before each object (where a stop may end the copy).
+    write any file the user can. ``between`` runs in the calling thread while objects download
+    (where a stop may end the copy).
     """
     bucket, prefix = split_s3_uri(uri)
     root = destination.resolve()
@@ -194,8 +200,17 @@ def download_prefix(s3: Any, uri: str, destination: Path, between: Callable[[], 
                 f" {uri}): remove or rename that object"
             )
         placed.append((key, item["Size"], target))
-    for key, size, target in placed:
-        between()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _download(s3, bucket, key, size, target)
+    for folder in {target.parent for _, _, target in placed}:
+        folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+        waiting = {pool.submit(_download, s3, bucket, key, size, target) for key, size, target in placed}
+        try:
+            while waiting:
+                between()
+                done, waiting = wait(waiting, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # the first failure ends the download
+        finally:
+            for future in waiting:
+                future.cancel()  # those not started; the running ones finish their object
     return len(placed)

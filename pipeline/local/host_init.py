@@ -19,10 +19,11 @@ inside the container (its processes belong to the engine, not to this tree).
 The exit status is ``COMMAND``'s (128 + N when signal N ended it). A stop signal sent to
 this process itself counts as ``term``.
 
-MODE ``enter`` (``enter --opt-ml BASE -- COMMAND...``, run as a host's ``COMMAND``): ``COMMAND``
-is exec'd in a private user and mount namespace where ``/opt/ml`` is ``BASE``, so scripts that
-hard-code SageMaker's paths run unmodified, without root and without touching the host's
-``/opt`` (see :func:`enter`). ``enter --probe`` only tries it: exit 0 if this machine allows it.
+MODE ``enter`` (``enter --opt-ml BASE [--mounts JSON] -- COMMAND...``, run as a host's ``COMMAND``):
+``COMMAND`` is exec'd in a private user and mount namespace where ``/opt/ml`` is ``BASE``, so scripts
+that hard-code SageMaker's paths run unmodified, without root and without touching the host's
+``/opt`` (see :func:`enter`); each of ``--mounts`` (the job's input data, :func:`mount_data`) is
+laid over its folder there. ``enter --probe`` only tries it: exit 0 if this machine allows it.
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 
 PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
+MS_RELATIME = 0x200000
 MS_PRIVATE = 0x40000
 OPT = "/opt"
 OPT_ML = "/opt/ml"
@@ -192,21 +197,70 @@ def _write(path: str, text: str) -> None:
         file.write(text)
 
 
-def enter(base: str) -> None:
-    """Make ``/opt/ml`` be ``base`` for this process and what it execs, and for nothing else.
+def mount_data(source: str, target: str, upper: str | None) -> None:
+    """``source`` (a folder or a file) seen at ``target`` without a byte copied, and never changed.
+
+    With ``upper`` (a folder of the job's scratch), an overlay: the script may write, append and
+    delete as in its own copy (SageMaker's File mode), the changes land in ``upper``. Without it,
+    or where this kernel refuses that overlay, a read-only bind: writes fail (EROFS)."""
+    if upper is not None:
+        for folder in ("upper", "work"):
+            os.makedirs(f"{upper}/{folder}", exist_ok=True)
+        options = f"userxattr,lowerdir={source},upperdir={upper}/upper,workdir={upper}/work"
+        try:
+            _libc_call("mount", "overlay", target, "overlay", 0, options)
+            return
+        except OSError as error:
+            print(f"[train-local] {target} is read-only: no overlay here ({error})", file=sys.stderr)
+    _libc_call("mount", source, target, None, MS_BIND, None)
+    _libc_call("mount", "none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(target), None)
+
+
+def _locked_flags(path: str) -> int:
+    """The flags of the mount holding ``path`` that a user namespace may not drop (nosuid, nodev, noexec,
+    atime), which a remount must repeat."""
+    flags = os.statvfs(path).f_flag
+    kept = flags & (os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME)
+    return kept | (MS_RELATIME if flags & os.ST_RELATIME else 0)  # the only one whose values differ
+
+
+def remove_tree(path: str) -> None:
+    """Remove ``path`` whatever an overlay left in it (its work folder keeps a mode-000 ``work``)."""
+    import shutil  # only on this path: the init starts faster without it
+
+    def opened(_: object, failed: str, __: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(failed, 0o700)
+            shutil.rmtree(failed, ignore_errors=True)
+
+    shutil.rmtree(path, **({"onexc": opened} if sys.version_info >= (3, 12) else {"onerror": opened}))
+
+
+def enter(base: str, mounts: Sequence[Mapping[str, str | None]] = ()) -> None:
+    """Make ``/opt/ml`` be ``base`` for this process and what it execs, and for nothing else; then
+    each of ``mounts`` (``source``, ``target`` under ``/opt/ml``, ``upper``: :func:`mount_data`).
 
     A new user namespace (the caller's uid and gid mapped to themselves, so its files keep their
-    owner) gives the right to mount in a new mount namespace, private to
-    this process tree. If ``/opt/ml`` exists, ``base`` is bound over it; otherwise a tmpfs
-    covers ``/opt`` holding ``ml`` (``base``) beside binds of ``/opt``'s own entries, reached
-    through a descriptor of the covered folder. The host's ``/opt`` is never written.
+    owner) gives the right to mount in a new mount namespace, private to this process tree (root
+    needs no user namespace, and its overlays can then copy up anyone's file). If ``/opt/ml`` exists, ``base`` is bound
+    over it; otherwise a tmpfs covers ``/opt`` holding ``ml`` (``base``) beside binds of ``/opt``'s
+    own entries, reached through a descriptor of the covered folder. The host's ``/opt`` is never written.
     """
     uid, gid = os.geteuid(), os.getegid()
-    _libc_call("unshare", CLONE_NEWUSER | CLONE_NEWNS)
-    _write("/proc/self/setgroups", "deny")  # a process may map only its own ids, and groups then stay as they are
-    _write("/proc/self/uid_map", f"{uid} {uid} 1")
-    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    if uid == 0:  # root may mount already: a user namespace would only hide other users' files
+        _libc_call("unshare", CLONE_NEWNS)
+    else:
+        _libc_call("unshare", CLONE_NEWUSER | CLONE_NEWNS)
+        _write("/proc/self/setgroups", "deny")  # a process may map only its own ids, and groups then stay as they are
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
     _libc_call("mount", "none", "/", None, MS_REC | MS_PRIVATE, None)
+    _lay_over_opt(base)
+    for mount in mounts:
+        mount_data(str(mount["source"]), str(mount["target"]), mount["upper"])
+
+
+def _lay_over_opt(base: str) -> None:
     if os.path.isdir(OPT_ML):
         _bind(base, OPT_ML)
         return
@@ -248,11 +302,13 @@ def _enter_main(argv: list[str]) -> int:
                 print(error, file=sys.stderr)
                 return 1
         return 0
-    if len(argv) < 4 or argv[0] != "--opt-ml" or argv[2] != "--":
-        print("usage: host_init.py enter --opt-ml BASE -- COMMAND...", file=sys.stderr)
+    split = 4 if argv[2:3] == ["--mounts"] else 2
+    command = argv[split + 1 :]
+    if argv[:1] != ["--opt-ml"] or argv[split : split + 1] != ["--"] or not command:
+        print("usage: host_init.py enter --opt-ml BASE [--mounts JSON] -- COMMAND...", file=sys.stderr)
         return 2
-    enter(argv[1])
-    os.execvp(argv[3], argv[3:])
+    enter(argv[1], json.loads(argv[3]) if split == 4 else ())
+    os.execvp(command[0], command)
 
 
 def main(argv: list[str]) -> int:
@@ -279,9 +335,7 @@ def main(argv: list[str]) -> int:
         supervisor.request_term()
     status = supervisor.run()
     if supervisor.orphaned and args.scratch:
-        import shutil  # only on this path: the init starts faster without it
-
-        shutil.rmtree(args.scratch, ignore_errors=True)
+        remove_tree(args.scratch)
     return status
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import sys
 import tempfile
 import threading
@@ -27,7 +26,18 @@ from typing import IO
 from pipeline.definition.contract import DEFAULT_INSTANCE_TYPE
 from pipeline.definition.settings import DEFAULT_REGION
 from pipeline.errors import ExitStatus, describe_os_error
-from pipeline.local import channels, checkpoints, failure, files, job_config, job_folder, processes, runners, stops
+from pipeline.local import (
+    channels,
+    checkpoints,
+    failure,
+    files,
+    host_init,
+    job_config,
+    job_folder,
+    processes,
+    runners,
+    stops,
+)
 from pipeline.local.job_config import ChannelInput
 from pipeline.local.metrics import parse_metrics
 from pipeline.local.runners import Runner
@@ -81,10 +91,14 @@ def prepare_base_dir(
     host: str,
     channel_data: Mapping[str, Path],
     hyperparameters: Mapping[str, str] | None = None,
-) -> None:
-    """Lay out one host's ``/opt/ml``: configs, channel copies, and the folders the toolkit expects.
+    ways: Mapping[str, channels.Way] | None = None,
+    changes: Path | None = None,
+) -> list[channels.Mount]:
+    """Lay out one host's ``/opt/ml``: configs, the channels, and the folders the toolkit expects.
 
-    ``hyperparameters`` are the job's as the host sees them (a container sees its code elsewhere)."""
+    ``hyperparameters`` are the job's as the host sees them (a container sees its code elsewhere).
+    Each channel comes as ``ways`` says (a copy if it does not say); the mounts to make in the
+    host's namespace are returned, an overlay's changes going to ``changes``."""
     config = base / "input" / "config"
     for folder in (config, base / "model", base / "output" / "data", base / "code"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,24 +110,35 @@ def prepare_base_dir(
     }
     for name, content in contents.items():
         (config / name).write_text(json.dumps(content, indent=2, sort_keys=True))
+    mounts = []
     for channel, source in channel_data.items():
-        files.copy_tree(source, base / "input" / "data" / channel)
+        how = (ways or {}).get(channel, channels.Way.COPY)
+        folder, target = base / "input" / "data" / channel, f"{BASE_DIR}/input/data/{channel}"
+        mount = channels.give(source, how, folder, target, (changes or base) / channel)
+        mounts += [mount] if mount else []
+    return mounts
 
 
 def pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) -> None:
     """Copy a host's output to its log file and, prefixed, to ``sink``.
 
     The log is complete even if ``sink`` goes away (``train-local | head``):
-    metrics are parsed from it, and the pipe must keep draining.
+    metrics are parsed from it, and the pipe must keep draining. The image's INFO
+    records are folded out of ``sink`` unless ``--verbose`` (:mod:`.toolkit_output`).
     """
-    echo = True
+    from pipeline.local import toolkit_output
+
+    echo, shown = True, toolkit_output.Fold() if toolkit_output.folding() else None
     with log.open("wb") as out:
         out.write(first.encode())
         for line in iter(stream.readline, b""):
             out.write(line)
-            if echo:
+            text = line.decode(errors="replace")
+            if shown is not None and not shown(text):
+                text = toolkit_output.folded_note(log) if shown.folded == 1 else ""
+            if echo and text:
                 try:
-                    sink.write(prefix + line.decode(errors="replace"))
+                    sink.write(prefix + text)
                     sink.flush()
                 except OSError:
                     echo = False
@@ -127,7 +152,7 @@ def sweep_scratch(temp: Path) -> None:
     would remove them: the CLI holds a lock in each one for as long as it lives."""
     for folder in temp.glob(f"{SCRATCH_PREFIX}*"):
         if job_folder.abandoned(folder):
-            shutil.rmtree(folder, ignore_errors=True)
+            host_init.remove_tree(str(folder))
 
 
 @contextlib.contextmanager
@@ -141,7 +166,7 @@ def scratch_dir(name: str) -> Iterator[Path]:
             yield root
     finally:
         with stops.deferred():
-            shutil.rmtree(root, ignore_errors=True)
+            host_init.remove_tree(str(root))  # an overlay's work folder too
 
 
 @dataclass
@@ -173,20 +198,32 @@ def supervise(
     return run
 
 
-def _lay_out(job: LocalJob, runner: Runner, root: Path) -> dict[str, Path]:
-    """Each host's base dir: the channels (fetched once), the config files, the restored checkpoints."""
-    channel_data = {}
+def _lay_out(
+    job: LocalJob, runner: Runner, root: Path, report: Callable[[str], None]
+) -> tuple[dict[str, Path], dict[str, list[channels.Mount]]]:
+    """Each host's base dir and the mounts its namespace gets: the channels (fetched once, given to
+    each host without a copy where the runner can), the config files, the restored checkpoints."""
+    channel_data, ways = {}, {}
     for channel, given in job.channels.items():
         stops.check()
-        channel_data[channel] = root / "channels" / channel
-        channels.fetch(given.source, channel_data[channel], job.region)
+        channel_data[channel] = channels.stage(given.source, root / "channels" / channel, job.region)
+        ways[channel] = channels.way(channel_data[channel], runner.mounts_data)
+        if ways[channel] is channels.Way.READ_ONLY:
+            report(
+                f"note: channel {channel} is read-only in the job (a one-file channel, files that are not all"
+                " yours, or a path holding , : or \\ cannot be an overlay): writes into it fail"
+            )
     hyperparameters = runner.hyperparameters(job)
     bases = {host: root / host for host in job_config.host_names(job.instance_count)}
+    mounts = {}
     for host, base in bases.items():
-        prepare_base_dir(base, job, host, channel_data, hyperparameters)
+        stops.check()
+        mounts[host] = prepare_base_dir(
+            base, job, host, channel_data, hyperparameters, ways, changes=root / "changes" / host
+        )
         if job.checkpoint_uri:
             checkpoints.restore(job.checkpoint_uri, checkpoint_dir(base, job), job.region)
-    return bases
+    return bases, mounts
 
 
 def run_job(
@@ -204,7 +241,7 @@ def run_job(
     runner = runner or runners.process_runner(None, say)
     job_dir.mkdir(parents=True, exist_ok=True)
     with stops.interrupting(), scratch_dir(job.name) as root:
-        bases = _lay_out(job, runner, root)
+        bases, mounts = _lay_out(job, runner, root, say)
         make_host = runner.prepare(job, root, say)
         logs = {host: job_dir / f"{host}.log" for host in bases}
         described = runner.describe()  # which Python or image: first in the output and in each log
@@ -213,7 +250,7 @@ def run_job(
         pumps = []
         try:
             for host, base in bases.items():
-                process = hosts.start(make_host(host, base))
+                process = hosts.start(make_host(host, base, mounts[host]))
                 prefix = f"[{host}] " if len(bases) > 1 else ""
                 args = (process.stdout, logs[host], prefix, sink, f"[train-local] {described}\n")
                 pumps.append(threading.Thread(target=pump, args=args, daemon=True))

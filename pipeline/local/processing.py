@@ -120,6 +120,24 @@ def from_request(request: Mapping[str, Any], *, name: str, region: str, where: s
     )
 
 
+def _lay_out_inputs(job: ProcessingJob, runner: ProcessRunner, root: Path, base: Path) -> list[channels.Mount]:
+    """Each input downloaded once and given to the host as a training channel is (:mod:`channels`); one
+    that holds another input or an output is copied, so what lands inside it stays where it is read."""
+    inputs, outputs = [path for _, path in job.inputs], [path for _, path, _ in job.outputs]
+    mounts = []
+    for number, (source, path) in enumerate(job.inputs):
+        stops.check()
+        staged = channels.stage(source, root / "inputs" / str(number), job.region)
+        nested = any(Path(other).is_relative_to(path) for other in outputs) or any(
+            other != path and Path(other).is_relative_to(path) for other in inputs
+        )
+        how = channels.way(staged, runner.mounts_data and not nested)
+        folder = base / Path(path).relative_to(BASE_DIR)
+        mount = channels.give(staged, how, folder, path, root / "changes" / str(number))
+        mounts += [mount] if mount else []
+    return mounts
+
+
 def run_processing(
     job: ProcessingJob,
     job_dir: Path,
@@ -134,11 +152,10 @@ def run_processing(
     log = job_dir / "algo-1.log"
     with stops.interrupting(), scratch_dir(job.name) as root:
         base = root / "algo-1"
-        for source, path in job.inputs:
-            channels.fetch(source, base / Path(path).relative_to(BASE_DIR), job.region)
+        mounts = _lay_out_inputs(job, runner, root, base)
         for _, path, _ in job.outputs:
             (base / Path(path).relative_to(BASE_DIR)).mkdir(parents=True, exist_ok=True)
-        command = runner.processing(job, root)("algo-1", base)
+        command = runner.processing(job, root)("algo-1", base, mounts)
         hosts = processes.Hosts()
         pumps: list[threading.Thread] = []
         try:
