@@ -7,9 +7,9 @@ import functools
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from servers import DidNotStart, wait_until
 from support import PROBE_SRC, ROOT
 
 from pipeline.local import runners
@@ -57,22 +57,20 @@ def assert_all_gone(pid_file: Path, within: float = 15) -> None:
     """Every process the probe recorded exits soon (not a timing claim: the bound only ends the wait)."""
     pids = [int(line) for line in pid_file.read_text().split()]
     assert pids
-    deadline = time.monotonic() + within
-    left = pids
-    while left and time.monotonic() < deadline:
-        left = [pid for pid in pids if alive(pid)]
-        time.sleep(0.1)
-    assert not left, f"orphaned processes: {left}"
+    try:
+        wait_until(lambda: not any(alive(pid) for pid in pids), "every process gone", timeout=within, every=0.1)
+    except DidNotStart:
+        raise AssertionError(f"orphaned processes: {[pid for pid in pids if alive(pid)]}") from None
 
 
 def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process is not None and process.poll() is not None:
-            said = process.stderr.read() if process.stderr else ""
-            raise AssertionError(f"the CLI exited ({process.returncode}) before {what}: {said}")
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.05)
+    """:func:`servers.wait_until`, saying what the CLI wrote to stderr if it exited first."""
+    try:
+        wait_until(condition, what, process, timeout)
+    except DidNotStart as error:
+        exited = process is not None and process.poll() is not None
+        said = process.stderr.read() if exited and process.stderr else ""
+        raise DidNotStart(f"{error}: {said}" if said else str(error)) from None
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None, stderr: Path | None = None) -> subprocess.Popen:

@@ -9,10 +9,11 @@ import contextlib
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from servers import answers, wait_until
 
 REGION = "us-east-1"
 
@@ -24,25 +25,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+MOTO = ("-m", "moto.server")
+
+
 @contextlib.contextmanager
-def moto_server(log: Path | None = None) -> Iterator[str]:
-    """Start a moto server, yield its endpoint once it answers, and stop it by PID."""
+def moto_server(log: Path | None = None, program: tuple[str, ...] = MOTO) -> Iterator[str]:
+    """Start a moto server, yield its endpoint once it answers, and stop it by PID. ``program`` is
+    what ``python`` runs: moto's server module, or a script that patches moto first and runs it."""
     port = free_port()
     out = log.open("w") if log else subprocess.DEVNULL
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        [sys.executable, *program, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
+        wait_until(lambda: answers(f"{endpoint}/moto-api/"), "the moto server answers", server, 30, log)
         yield endpoint
     finally:
         server.terminate()

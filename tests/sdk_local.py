@@ -32,12 +32,13 @@ import sys
 import tarfile
 import tempfile
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from servers import wait_until
 
 from pipeline.definition import sample_data, sdk
 
@@ -237,15 +238,7 @@ def podman_docker_api(timeout: float = SERVICE_START_TIMEOUT) -> Iterator[str]:
             )
         try:
             api = EngineApi(str(sock))
-            started = time.monotonic()
-            while not api.ping():
-                waited = time.monotonic() - started
-                if service.poll() is not None or waited > timeout:
-                    detail = (folder / "service.log").read_text()[-2000:]
-                    raise RuntimeError(
-                        f"podman system service did not answer on {sock} after {waited:.1f} s:\n{detail}"
-                    )
-                time.sleep(0.05)
+            wait_until(api.ping, f"podman system service answers on {sock}", service, timeout, folder / "service.log")
             network_was_there = api.network_exists(NETWORK)
             try:
                 yield docker_host

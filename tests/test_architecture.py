@@ -4,12 +4,14 @@
   and only ``sdk`` touches the SageMaker SDK (and boto3, for an inert session);
 - ``pipeline.local`` never imports the SDK or ``deploy``;
 - ``pipeline.deploy`` never imports ``local``;
-- the SDK is imported by ``pipeline/definition/sdk.py`` alone.
+- the SDK is imported by ``pipeline/definition/sdk.py`` alone;
+- no two modules of a package import each other, even through an import inside a function.
 """
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,33 @@ def test_deploy_never_imports_local(path):
 def test_only_sdk_py_imports_the_sdk():
     users = [p.relative_to(ROOT) for p in PACKAGE.rglob("*.py") if _hits(imports(p), ("sagemaker",))]
     assert users == [Path("pipeline/definition/sdk.py")]
+
+
+def cycle(files: list[Path], package: str) -> list[str] | None:
+    """A circle of imports among ``files`` (modules of ``package``), or ``None``."""
+    names = {f"{package}.{path.stem}": path for path in files if path.stem != "__init__"}
+    graph = {name: {n for n in imports(path) if n in names and n != name} for name, path in names.items()}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        return list(error.args[1])
+    return None
+
+
+@pytest.mark.parametrize("subpackage", ["cli", "definition", "deploy", "local"])
+def test_no_circle_of_imports_within_a_package(subpackage):
+    assert cycle(modules(subpackage), f"pipeline.{subpackage}") is None
+
+
+def test_the_circle_checker_sees_a_function_local_circle(tmp_path):
+    (tmp_path / "a.py").write_text("from pipeline.cli import b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from pipeline.cli.a import thing\n")
+    (tmp_path / "c.py").write_text("from pipeline.cli import a\n")
+    assert sorted(cycle(sorted(tmp_path.glob("*.py")), "pipeline.cli")) == [
+        "pipeline.cli.a",
+        "pipeline.cli.a",
+        "pipeline.cli.b",
+    ]
 
 
 def test_the_rule_checker_sees_a_violation(tmp_path):

@@ -339,7 +339,7 @@ TABLE: dict[str, list[Row]] = {
         row("status", "--region", "moon", fragments=["malformed region"]),
     ],
     "run-local": [
-        row("run", fragments=["run needs --local", "python -m pipeline start"]),
+        row("run", fragments=["run needs --local", " -m pipeline start"]),
         row("run", "--local", *PROBE, "--param", "Nope=1", fragments=["unknown parameter 'Nope'"], setup=probe),
         row(
             "run",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import joblib
 import numpy as np
 import pytest
 from fixtures.inference.acceptance import CASES, SCRIPTS, container_answer, load_script, train_model
+from servers import wait_until
 from test_serving import ROW, free_port, train_sample_model
 
 from pipeline.local import container
@@ -65,11 +65,7 @@ def test_serves_the_model_over_http(engine, image, tmp_path):
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while _ping(port) != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer /ping (exit {process.poll()}):\n{log.read_text()[-4000:]}")
-            time.sleep(0.2)
+        wait_until(lambda: _ping(port) == 200, "serve answers /ping", process, START_TIMEOUT, log, 0.2)
         rows = f"{ROW}\n1,1,1,1,1,1,1,1\n"
         status, content_type, answer = _post_csv(port, rows)
         assert (status, content_type) == (200, "application/json"), answer
@@ -111,10 +107,7 @@ def test_third_party_scripts_answer_in_the_image_as_the_scikit_learn_container(e
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while _ping(port) != 200:
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_until(lambda: _ping(port) == 200, "serve answers /ping", process, START_TIMEOUT, log, 0.2)
         for case in [c for c in CASES if c.script == script]:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             connection.request("POST", "/invocations", body=case.body, headers=case.headers)

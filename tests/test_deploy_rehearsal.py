@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto_server import free_port
+from servers import answers, wait_until
 
 pytestmark = pytest.mark.container
 
@@ -73,16 +73,8 @@ def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     with log_path.open("w") as log:
         server = subprocess.Popen([_registry_binary(), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        started = time.monotonic()
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-                break
-            except OSError:
-                waited = time.monotonic() - started
-                if waited > REGISTRY_START_TIMEOUT or server.poll() is not None:
-                    pytest.fail(f"docker-registry did not answer after {waited:.1f} s:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
+        ping = f"http://127.0.0.1:{port}/v2/"
+        wait_until(lambda: answers(ping), "docker-registry answers", server, REGISTRY_START_TIMEOUT, log_path)
         yield f"127.0.0.1:{port}", log_path
     finally:
         server.terminate()

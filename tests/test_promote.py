@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto_server import account_environment, free_port, reset
+from moto_server import account_environment, moto_server, reset
 from support import BUCKET, IMAGE_URI, REGION, ROLE_ARN, run_cli
 
 from pipeline.definition.settings import Settings
@@ -56,26 +54,8 @@ main(sys.argv[1:])
 @pytest.fixture(scope="module")
 def stand_in() -> Iterator[str]:
     """A moto server with UpdateEndpoint, on 127.0.0.1, stopped by PID."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-c", UPDATE_ENDPOINT, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.1)
+    with moto_server(program=("-c", UPDATE_ENDPOINT)) as endpoint:
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import joblib
 import numpy as np
 import pytest
 from moto_server import free_port
+from servers import wait_until
 from support import PROJECT_SRC
 
 from custom_framework_training.serving import StartupError, content, environment, errors, serve
@@ -128,16 +129,7 @@ def running_server(log: Path, *args: str, env: dict[str, str] | None = None) -> 
         )
     server = Server(port, log, process)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                if server.request("GET", "/ping")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not start (exit {process.poll()}):\n{log.read_text()[-4000:]}")
-            time.sleep(0.05)
+        wait_until(lambda: server.request("GET", "/ping")[0] == 200, "serve answers /ping", process, START_TIMEOUT, log)
         yield server
     finally:
         _stop(process)
@@ -511,10 +503,7 @@ def test_a_handler_holding_the_cpu_is_cut_off_and_its_worker_replaced(buggy_serv
 
 
 def _wait_for_log(server: Server, condition: Callable[[str], bool]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while not condition(server.log.read_text()):
-        assert server.process.poll() is None and time.monotonic() < deadline, server.log.read_text()[-4000:]
-        time.sleep(0.05)
+    wait_until(lambda: condition(server.log.read_text()), "the log shows it", server.process, START_TIMEOUT, server.log)
 
 
 def test_a_stop_while_the_workers_boot_is_taken_by_every_worker(model_dir, tmp_path):
@@ -527,10 +516,14 @@ def test_a_stop_while_the_workers_boot_is_taken_by_every_worker(model_dir, tmp_p
     with log.open("wb") as sink:
         process = subprocess.Popen([str(SERVE), *args], stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while log.read_text().count("Booting worker") < workers:  # logged right after each fork, before boot
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.002)
+        wait_until(  # "Booting worker" is logged right after each fork, before boot
+            lambda: log.read_text().count("Booting worker") >= workers,
+            "workers forked",
+            process,
+            START_TIMEOUT,
+            log,
+            0.002,
+        )
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=120)  # past gunicorn's graceful timeout, so a dropped stop shows in the log
     finally:
@@ -557,14 +550,9 @@ def test_the_serve_function_serves_the_same_app(model_dir, tmp_path):
         )
     try:
         running = Server(port, log, process)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                status, _, answer = running.invoke(ROW, "text/csv")
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+        status, _, answer = wait_until(
+            lambda: running.invoke(ROW, "text/csv"), "an answer", process, START_TIMEOUT, log
+        )
         assert status == 200
         assert json.loads(answer) == {"predictions": expected_labels(model_dir, csv_rows(ROW))}
     finally:

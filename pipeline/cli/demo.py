@@ -16,13 +16,15 @@ import csv
 import io
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from pipeline.cli.common import DEFAULT_SOURCE_DIR, cli_command
 from pipeline.errors import ExitStatus, SettingsError
 
 REGION = "us-east-1"
@@ -116,9 +118,9 @@ def predict(model: Path, source_dir: Path, body: str) -> str:
         server.wait(timeout=30)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, parse: Callable[[Sequence[str]], argparse.Namespace]) -> int:
+    """``parse`` is the CLI's own parser: the demo runs ``upsert`` and ``run --local`` as typed."""
     from pipeline.cli import deploy_commands, local_commands
-    from pipeline.cli.parser import parser
     from pipeline.cli.serve_commands import latest_model
 
     source = ["--source-dir", str(args.source_dir)]
@@ -127,11 +129,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=ACCOUNT["SAGEMAKER_BUCKET"])
         print(f"--- deploy to the AWS stand-in (moto on 127.0.0.1): pipeline {ACCOUNT['PIPELINE_NAME']}")
-        deploy_commands.cmd_upsert(parser().parse_args(["upsert", *source]))
+        deploy_commands.cmd_upsert(parse(["upsert", *source]))
         print("--- run the deployed pipeline here: train, evaluate, gate, register")
         started = time.monotonic()
         run = ["run", "--local", "--deployed", "--output-dir", str(args.output_dir)]
-        code = local_commands.cmd_run(parser().parse_args(run))
+        code = local_commands.cmd_run(parse(run))
         if code:
             return code
         print(f"--- pipeline run took {time.monotonic() - started:.1f} s")
@@ -139,5 +141,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         body = _first_row()
         print(f"--- serve {model} and predict one row: {body}")
         print(f"prediction: {predict(model, args.source_dir, body)}")
-    print("--- next: python -m pipeline definition --offline | serve-local | upsert (see README)")
+    cli = cli_command()
+    print(f"--- next (README: your own pipeline, a real account):\n  {cli} definition --offline{_flags(source)}")
+    print(f"  {cli} serve-local --output-dir {shlex.quote(str(args.output_dir))}{_flags(source)}\n  {cli} --help")
     return ExitStatus.OK
+
+
+def _flags(source: list[str]) -> str:
+    """``--source-dir`` for a hint, only when not the default."""
+    return "" if source[1] == str(DEFAULT_SOURCE_DIR) else f" {shlex.join(source)}"

@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.render_cache import cached_render
 
     if not args.local:
-        raise SettingsError("run needs --local; to run on SageMaker use: python -m pipeline start")
+        raise SettingsError(f"run needs --local; to run on SageMaker use: {common.cli_command()} start")
     if not args.deployed:
         outside_source(args.output_dir, args.source_dir)
     rendered = None

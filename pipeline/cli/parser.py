@@ -4,6 +4,7 @@ boto3, so ``--help`` answers at once."""
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -184,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("demo", "the whole pipeline here on the sample data, then a prediction (no AWS account, no Docker)", ())
     p.add_argument("--output-dir", type=_folder, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
-    p.set_defaults(func=demo.cmd_demo)
+    p.set_defaults(func=functools.partial(demo.cmd_demo, parse=root.parse_args))
 
     p = command("stand-in", "run the demo's AWS stand-in (moto on 127.0.0.1) and print its variables", (), False)
     p.add_argument("--port", type=_positive(int), default=5123, help="port to listen on [default: 5123]")

@@ -83,9 +83,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     endpoints.apply(sm, planned.after)  # the previous package, once the new one serves
     operations = {operation for operation, _ in planned.calls}
     undo = (
-        f"; go back with: python -m pipeline promote {stage.name} --rollback"
+        f"; go back with: {common.cli_command()} promote {stage.name} --rollback"
         if "UpdateEndpoint" in operations
-        else f"; remove it with: python -m pipeline promote {stage.name} --delete"
+        else f"; remove it with: {common.cli_command()} promote {stage.name} --delete"
         if "CreateEndpoint" in operations
         else ""
     )

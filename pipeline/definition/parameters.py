@@ -7,23 +7,14 @@ against this list before any AWS call.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.definition import values
+from pipeline.definition import aws_rules, values
+from pipeline.definition.aws_rules import APPROVAL_STATUSES, MAX_INSTANCE_COUNT, MAX_RUNTIME_LIMIT, MIN_RUNTIME
 from pipeline.definition.contract import Contract
 from pipeline.errors import ParameterError
-
-INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+", re.ASCII)
-# An ECR image, or one in a registry on loopback (deploy rehearsals), with a tag or a digest.
-ECR_IMAGE = re.compile(
-    r"(\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?|(127\.0\.0\.1|localhost):\d{1,5})"
-    r"/[a-z0-9][a-z0-9._/-]*(:\w[\w.-]{0,127}|@sha256:[0-9a-f]{64})",
-    re.ASCII,
-)
-S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x1f]*)?", re.ASCII)
 
 IMAGE_URI = "ImageUri"
 INSTANCE_TYPE_PARAMETER = "TrainingInstanceType"
@@ -41,25 +32,19 @@ FINGERPRINT_HELP = (
 EVALUATION_INSTANCE_TYPE = "EvaluationInstanceType"
 MODEL_PACKAGE_GROUP = "ModelPackageGroupName"
 APPROVAL_STATUS = "ModelApprovalStatus"
-APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
-MODEL_PACKAGE_GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", re.ASCII)
-# CreateTrainingJob's limits (botocore: ResourceConfig.InstanceCount, MaxRuntimeInSeconds >= 1);
-# the counts' upper bound is the account's quota, so this one only stops typos.
-MAX_INSTANCE_COUNT = 100
-MAX_RUNTIME_LIMIT = 28 * 24 * 3600
 
 
 def check_s3_uri(value: Any) -> str | None:
-    return None if S3_URI.fullmatch(str(value)) else "must be an s3://BUCKET/PREFIX URI"
+    return None if aws_rules.S3_URI.fullmatch(str(value)) else "must be an s3://BUCKET/PREFIX URI"
 
 
 def _instance_type(value: Any) -> str | None:
-    return None if INSTANCE_TYPE.fullmatch(str(value)) else "must look like ml.m5.large"
+    return None if aws_rules.INSTANCE_TYPE.fullmatch(str(value)) else "must look like ml.m5.large"
 
 
 def _image_uri(value: Any) -> str | None:
-    if ECR_IMAGE.fullmatch(str(value)) is None:
-        return "must be an ECR image URI with a tag or digest: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"
+    if aws_rules.parse_image_uri(str(value)) is None:
+        return f"must be an ECR image URI with a tag or digest: {aws_rules.IMAGE_URI_FORM}"
     return None
 
 
@@ -68,8 +53,8 @@ def _approval_status(value: Any) -> str | None:
 
 
 def _group_name(value: Any) -> str | None:
-    ok = MODEL_PACKAGE_GROUP_NAME.fullmatch(str(value))
-    return None if ok else "must be letters, digits and hyphens, at most 63"
+    ok = aws_rules.MODEL_PACKAGE_GROUP_NAME.fullmatch(str(value))
+    return None if ok else f"must be letters, digits and hyphens, at most {aws_rules.MAX_MODEL_PACKAGE_GROUP_NAME}"
 
 
 def _between(low: int, high: int) -> Callable[[Any], str | None]:
@@ -112,7 +97,7 @@ def pipeline_parameters(
             "int",
             contract.max_runtime_seconds,
             "training job time limit in seconds",
-            _between(1, MAX_RUNTIME_LIMIT),
+            _between(MIN_RUNTIME, MAX_RUNTIME_LIMIT),
         ),
         *(
             Parameter(
@@ -138,7 +123,7 @@ def pipeline_parameters(
 KNOWN_CHECKS: dict[str, Callable[[Any], str | None]] = {
     IMAGE_URI: _image_uri,
     INSTANCE_COUNT: _between(1, MAX_INSTANCE_COUNT),
-    MAX_RUNTIME: _between(1, MAX_RUNTIME_LIMIT),
+    MAX_RUNTIME: _between(MIN_RUNTIME, MAX_RUNTIME_LIMIT),
     MODEL_PACKAGE_GROUP: _group_name,
     APPROVAL_STATUS: _approval_status,
 }

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from pipeline.definition.parameters import ECR_IMAGE
+from pipeline.definition import aws_rules
+from pipeline.definition.aws_rules import MAX_PIPELINE_NAME, MAX_TAGS, RESERVED_TAG_PREFIX
 from pipeline.errors import SettingsError
-
-# Every check is ``fullmatch`` with ASCII classes: a trailing newline, a non-ASCII digit or
-# letter is refused, never deployed.
-ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
-BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
-IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}", re.ASCII)
-# S3 refuses these bucket names although BUCKET's characters allow them.
-BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
-BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", ".mrap")
-MAX_PIPELINE_NAME = 256  # CreatePipeline's PipelineName
-PIPELINE_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}", re.ASCII)
-REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d", re.ASCII)
-ECR_HOST_REGION = re.compile(r"\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/.*", re.ASCII)
-# Tags as AWS takes them (ASCII only here): keys 1-128, values 0-256 characters, 50 per resource,
-# and the ``aws:`` prefix reserved, which AWS refuses although its published model does not say so.
-TAG_KEY = re.compile(r"[\w.:/=+@ -]{1,128}", re.ASCII)
-TAG_VALUE = re.compile(r"[\w.:/=+@ -]{0,256}", re.ASCII)
-MAX_TAGS = 50
-RESERVED_TAG_PREFIX = "aws:"
 
 # flag destination -> (environment variable, help); the CLI builds its flags from this.
 ENVIRONMENT = {
@@ -35,7 +16,7 @@ ENVIRONMENT = {
     "region": ("AWS_REGION", "AWS region"),
     "role_arn": ("SAGEMAKER_ROLE_ARN", "execution role the training job assumes"),
     "bucket": ("SAGEMAKER_BUCKET", "S3 bucket for code, sample data and model artifacts"),
-    "image_uri": ("IMAGE_URI", "framework image in ECR, ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"),
+    "image_uri": ("IMAGE_URI", f"framework image in ECR, {aws_rules.IMAGE_URI_FORM}"),
     "tags": ("PIPELINE_TAGS", "comma-separated Key=Value tags for the pipeline"),
 }
 DEFAULT_PIPELINE_NAME = "custom-framework-training"
@@ -121,9 +102,10 @@ def parse_tags(text: str | None) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in filter(None, (part.strip(" ") for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not TAG_KEY.fullmatch(key) or not TAG_VALUE.fullmatch(value):
+        if not sep or not aws_rules.TAG_KEY.fullmatch(key) or not aws_rules.TAG_VALUE.fullmatch(value):
             raise SettingsError(
-                f"malformed tag {shown(item)}: use Key=Value with a key of 1-128 and a value of 0-256"
+                f"malformed tag {shown(item)}: use Key=Value with a key of 1-{aws_rules.MAX_TAG_KEY} and a value"
+                f" of 0-{aws_rules.MAX_TAG_VALUE}"
                 f" ASCII letters, digits, spaces or _.:/=+-@; set {fix('tags')}"
             )
         problem = tag_key_problem(key, {k for k, _ in pairs})
@@ -139,26 +121,26 @@ def parse_tags(text: str | None) -> tuple[tuple[str, str], ...]:
 
 def image_region(image_uri: str) -> str | None:
     """The region of an ECR image (``ACCOUNT.dkr.ecr.REGION.amazonaws.com/...``); None for another registry."""
-    match = ECR_HOST_REGION.fullmatch(image_uri)
-    return match.group(1) if match else None
+    parsed = aws_rules.parse_image_uri(image_uri)
+    return parsed.region if parsed else None
 
 
 def _bucket_problem(bucket: str) -> str | None:
     """Why S3 would refuse a bucket name that BUCKET's characters allow."""
-    if ".." in bucket or IP_ADDRESS.fullmatch(bucket):
+    if ".." in bucket or aws_rules.IP_ADDRESS.fullmatch(bucket):
         return "no '..' and not an IP address"
-    if bucket.startswith(BUCKET_RESERVED_PREFIXES) or bucket.endswith(BUCKET_RESERVED_SUFFIXES):
+    if bucket.startswith(aws_rules.BUCKET_RESERVED_PREFIXES) or bucket.endswith(aws_rules.BUCKET_RESERVED_SUFFIXES):
         return "not a name S3 reserves (xn--, sthree-, amzn-s3-demo- prefixes; -s3alias, --ol-s3 suffixes)"
     return None
 
 
 REQUIRED = ("region", "role_arn", "bucket", "image_uri")
 CHECKS = {
-    "pipeline_name": (PIPELINE_NAME, f"letters, digits and hyphens, at most {MAX_PIPELINE_NAME}"),
-    "region": (REGION, "a region code such as eu-west-1"),
-    "role_arn": (ROLE_ARN, "arn:aws:iam::ACCOUNT:role/NAME"),
-    "bucket": (BUCKET, "a bucket name of 3-63 lowercase letters, digits, dots and hyphens, not an s3:// URI"),
-    "image_uri": (ECR_IMAGE, "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG"),
+    "pipeline_name": (aws_rules.PIPELINE_NAME, f"letters, digits and hyphens, at most {MAX_PIPELINE_NAME}"),
+    "region": (aws_rules.REGION, "a region code such as eu-west-1"),
+    "role_arn": (aws_rules.ROLE_ARN, "arn:aws:iam::ACCOUNT:role/NAME"),
+    "bucket": (aws_rules.BUCKET, "a bucket name of 3-63 lowercase letters, digits, dots and hyphens, not an s3:// URI"),
+    "image_uri": (aws_rules.IMAGE_URI, aws_rules.IMAGE_URI_FORM),
 }
 
 

@@ -9,8 +9,10 @@ before its first upload. botocore itself checks little of this (types and minimu
 The patterns are Java regexes. Their Java-only constructs are translated, and matching is
 ``re.fullmatch`` with ASCII classes, as in the project's own checks: ``\p{L}`` reads as an
 ASCII letter, so a tag with a non-ASCII letter is refused here although AWS would take it.
-On top of the model come the rules AWS enforces without stating them in it: tag keys under
-the reserved ``aws:`` prefix, or given twice (:func:`settings.tag_key_problem`); and the rule
+The few copies of the model's facts that the offline path checks without loading it live in
+``pipeline/definition/aws_rules.py`` (tests compare them with the model). On top of the model
+come the rules AWS enforces without stating them in it: tag keys under the reserved ``aws:``
+prefix, or given twice (:func:`settings.tag_key_problem`); and the rule
 the image's toolkit (sagemaker-training 5.1.4) applies to entry point names when a job starts
 (:func:`entry_point_problem`), which would otherwise fail the job minutes after a clean upsert.
 """
@@ -27,6 +29,7 @@ from functools import cache
 from typing import Any
 
 from pipeline.definition.contract import entry_point_problem
+from pipeline.definition.dag import all_steps
 from pipeline.definition.expressions import evaluate
 from pipeline.definition.sdk import PROCESSING_MODULE
 from pipeline.definition.settings import fix, shown, tag_key_problem
@@ -48,7 +51,6 @@ STEP_OPERATIONS = {
     "RegisterModel": ("CreateModelPackage", {}),
     "Transform": ("CreateTransformJob", {"TransformJobName": JOB_NAME}),
 }
-NESTED_STEPS = ("IfSteps", "ElseSteps")  # a Condition step's branches
 # Where a step names the script the image runs (see _entry_points).
 ENTRY_POINT_FIELDS = {
     "Training": "HyperParameters.sagemaker_program",
@@ -304,13 +306,6 @@ def _execution(pipeline_name: str) -> dict[str, str]:
     }
 
 
-def _steps(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for step in steps:
-        yield step
-        for branch in NESTED_STEPS:
-            yield from _steps(step.get("Arguments", {}).get(branch, []))
-
-
 def _parameter_values(definition: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Each parameter's value for a run: its override, else its default (none: known at run time)."""
     defaults = {p["Name"]: p["DefaultValue"] for p in definition.get("Parameters", []) if "DefaultValue" in p}
@@ -369,7 +364,7 @@ def _problems_by_kind(
     execution = _execution(pipeline_name)
     refused: list[str] = []
     failing: list[str] = []
-    for step in _steps(definition.get("Steps", [])):
+    for step in all_steps(definition.get("Steps", [])):
         if step.get("Type") not in STEP_OPERATIONS:
             continue
         operation, filled = STEP_OPERATIONS[step["Type"]]

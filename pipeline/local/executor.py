@@ -342,7 +342,7 @@ class _Execution:
         args = self._arguments(step, TrainingJobName=name)
         job: LocalJob = job_request.local_job(args, name=name, region=self.region, where=f"step {step['Name']}")
         output = f"{args['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
-        self.report(f"step {step['Name']}: Executing as {job.name}")
+        self.report(f"==> step {step['Name']} ({step['Type']}): Executing as {job.name}")
         result = self._in_folder(
             job.name, lambda folder: run_job(job, folder, self.runner, stop_grace=self.stop_grace, sink=self.sink)
         )
@@ -372,7 +372,7 @@ class _Execution:
         name = self.job_name(step)
         args = self._arguments(step, ProcessingJobName=name)
         job = processing.from_request(args, name=name, region=self.region, where=f"step {step['Name']}")
-        self.report(f"step {step['Name']}: Executing as {name}")
+        self.report(f"==> step {step['Name']} ({step['Type']}): Executing as {name}")
         result = self._in_folder(
             name,
             lambda folder: processing.run_processing(
@@ -406,7 +406,7 @@ class _Execution:
         name = self.job_name(step)
         args = self._arguments(step)
         model = self.models.get(args["ModelName"]) or self._account_model(args["ModelName"])
-        self.report(f"step {step['Name']}: Executing as {name}")
+        self.report(f"==> step {step['Name']} ({step['Type']}): Executing as {name}")
         try:
             done = self._in_folder(
                 name,
