@@ -134,6 +134,41 @@ def test_a_training_script_writes_opt_ml_model(aws_env, runner, tmp_path):
     assert not Path("/opt/ml").exists()
 
 
+CODE_ON_TMPFS = """\
+import os
+mounts = [line.split() for line in open("/proc/self/mountinfo")]
+kinds = [fields[fields.index("-") + 1] for fields in mounts if fields[4] == "/opt/ml/code"]
+open("/opt/ml/model/code", "w").write(" ".join([kinds[-1], *sorted(os.listdir("/opt/ml/code"))]))
+"""
+
+
+def test_the_unpacked_code_lives_in_memory_and_goes_with_the_host(aws_env, runner, tmp_path):
+    """The toolkit unpacks the code into /opt/ml/code, a tmpfs of the host's namespace: nothing of it
+    is written to the base dir on disk, so nothing is deleted file by file after the job."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(CODE_ON_TMPFS)
+    (source / "helper.py").write_text("")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("5,6\n")
+    job = make_job(tmp_path, {"train": str(data)}, source=source)
+    bases = []
+    prepare = local_job.prepare_base_dir
+
+    def keep(base, *args, **kwargs):
+        bases.append(base)
+        return prepare(base, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local_job, "prepare_base_dir", keep)
+        result = local_job.run_job(job, tmp_path / "job", runner, report=print)
+    assert result.succeeded, result.failure_reason
+    with tarfile.open(result.model_artifact) as archive:
+        assert archive.extractfile("code").read().decode().split() == ["tmpfs", "helper.py", "train.py"]
+    assert bases and not any(base.exists() for base in bases)  # the scratch is gone too
+
+
 def test_without_user_namespaces_hosts_get_moved_paths_and_one_warning(monkeypatch, tmp_path):
     lines: list[str] = []
     monkeypatch.setattr(runners, "namespace_problem", lambda: "unshare: Operation not permitted")

@@ -51,6 +51,7 @@ MS_RELATIME = 0x200000
 MS_PRIVATE = 0x40000
 OPT = "/opt"
 OPT_ML = "/opt/ml"
+OPT_ML_CODE = f"{OPT_ML}/code"
 TICK_SECONDS = 0.2
 KILL_ROUNDS = 50
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -256,6 +257,10 @@ def enter(base: str, mounts: Sequence[Mapping[str, str | None]] = ()) -> None:
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
     _libc_call("mount", "none", "/", None, MS_REC | MS_PRIVATE, None)
     _lay_over_opt(base)
+    if os.path.isdir(OPT_ML_CODE):
+        # The toolkit unpacks the code here. In memory, it goes with the namespace when the host
+        # ends, instead of being deleted file by file from disk after the job (10,000 files: 1-20 s).
+        _libc_call("mount", "tmpfs", OPT_ML_CODE, "tmpfs", 0, "mode=0755")
     for mount in mounts:
         mount_data(str(mount["source"]), str(mount["target"]), mount["upper"])
 
