@@ -11,9 +11,9 @@ from pathlib import Path
 from moto_server import REGION
 
 from pipeline.definition import sourcedir
+from pipeline.definition.contract import Channel
 from pipeline.local import job_config
 from pipeline.local.job import LocalJob
-from pipeline.local.job_config import ChannelInput
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_SRC = Path(__file__).resolve().parent / "fixtures" / "probe"
@@ -55,5 +55,5 @@ def make_job(
     all_hyperparameters = job_config.hyperparameters(
         hyperparameters or {}, program="train.py", submit_directory=str(archive), region=REGION
     )
-    inputs = {name: ChannelInput(source, content_type="text/csv") for name, source in channels.items()}
+    inputs = {name: Channel(name, content_type="text/csv", source=source) for name, source in channels.items()}
     return LocalJob(name="test-job", hyperparameters=all_hyperparameters, channels=inputs, **overrides)

@@ -87,7 +87,8 @@ class Hyperparameter:
 
 @dataclass(frozen=True)
 class Channel:
-    """One input channel: ``/opt/ml/input/data/<name>``, fed from an S3 prefix."""
+    """One input channel: ``/opt/ml/input/data/<name>``. Declared in the contract it is fed from an S3
+    prefix parameter; in a job it has a ``source`` (a folder or an ``s3://`` prefix) and the same settings."""
 
     name: str
     content_type: str | None = None
@@ -95,6 +96,7 @@ class Channel:
     distribution: str = "FullyReplicated"
     sample: str | None = None  # the embedded sample split that seeds it by default
     help: str = ""
+    source: str = ""  # a job's: where its data comes from
 
     @property
     def parameter_name(self) -> str:

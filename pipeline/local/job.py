@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pipeline.definition.contract import DEFAULT_INSTANCE_TYPE
+from pipeline.definition.contract import DEFAULT_INSTANCE_TYPE, Channel
 from pipeline.definition.settings import DEFAULT_REGION
 from pipeline.errors import ExitStatus, describe_os_error
 from pipeline.local import (
@@ -38,7 +38,6 @@ from pipeline.local import (
     runners,
     stops,
 )
-from pipeline.local.job_config import ChannelInput
 from pipeline.local.metrics import parse_metrics
 from pipeline.local.runners import Runner
 
@@ -53,7 +52,7 @@ class LocalJob:
     # hyperparameters.json verbatim, the reserved sagemaker_program and
     # sagemaker_submit_directory (a local tarball or an s3:// URI) included
     hyperparameters: Mapping[str, str]
-    channels: Mapping[str, ChannelInput]
+    channels: Mapping[str, Channel]
     instance_type: str = DEFAULT_INSTANCE_TYPE
     instance_count: int = 1
     max_runtime_seconds: float | None = None

@@ -8,21 +8,10 @@ developer guide: every hyperparameter value is a string, the reserved
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.definition import values
-
-
-@dataclass(frozen=True)
-class ChannelInput:
-    """One channel of a job: where its data comes from (a folder or an ``s3://`` prefix) and how."""
-
-    source: str
-    content_type: str | None = None
-    input_mode: str = "File"
-    distribution: str = "FullyReplicated"
-
+from pipeline.definition.contract import Channel
 
 PROGRAM = "sagemaker_program"
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
@@ -63,7 +52,7 @@ def resource_config(hosts: list[str], current_host: str, instance_type: str) -> 
     }
 
 
-def input_data_config(channels: Mapping[str, ChannelInput]) -> dict[str, Any]:
+def input_data_config(channels: Mapping[str, Channel]) -> dict[str, Any]:
     """``inputdataconfig.json``: each channel's mode and distribution, and its content type if it has one."""
     config: dict[str, Any] = {}
     for name, channel in channels.items():

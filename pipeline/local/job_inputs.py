@@ -8,15 +8,15 @@ ones only when given, and no channel is filled in behind the user's back.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipeline.definition import values
-from pipeline.definition.contract import CHANNEL_NAME, Contract, regex_problem
+from pipeline.definition.contract import CHANNEL_NAME, Channel, Contract, regex_problem
 from pipeline.definition.parameters import split_pair
 from pipeline.errors import ChannelError, ParameterError
-from pipeline.local.job_config import ChannelInput
 
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,1023}", re.ASCII)  # CreateTrainingJob's key pattern
 
@@ -57,7 +57,7 @@ def _check_source(name: str, source: str) -> str:
 
 def channels(
     pairs: Iterable[str], content_types: Iterable[str], contract: Contract, shorthands: Mapping[str, str | None]
-) -> dict[str, ChannelInput]:
+) -> dict[str, Channel]:
     """Every channel given (``--channel``, or a shorthand such as ``--train``), with its declared settings."""
     given = _pairs(pairs, "--channel")
     for name, source in shorthands.items():
@@ -73,12 +73,9 @@ def channels(
     for name, source in given.items():
         if not CHANNEL_NAME.fullmatch(name):
             raise ParameterError(f"channel name {name!r}: use letters, digits, '.', '-' and '_', at most 64")
-        declared = contract.channel(name)
-        found[name] = ChannelInput(
-            source=_check_source(name, source),
-            content_type=types.get(name) or (declared.content_type if declared else None),
-            input_mode=declared.input_mode if declared else "File",
-            distribution=declared.distribution if declared else "FullyReplicated",
+        declared = contract.channel(name) or Channel(name)
+        found[name] = dataclasses.replace(
+            declared, source=_check_source(name, source), content_type=types.get(name) or declared.content_type
         )
     return found
 

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from pipeline.definition.contract import CHANNEL_NAME
+from pipeline.definition.contract import CHANNEL_NAME, Channel
 from pipeline.errors import UnsupportedExpression
 from pipeline.local import checkpoints
 from pipeline.local.job import BASE_DIR, LocalJob
-from pipeline.local.job_config import ChannelInput
 
 # CreateTrainingJob arguments the local runner honours, or that change nothing on one machine.
 HONOURED = {
@@ -37,7 +36,7 @@ HONOURED = {
 def training_request(
     *,
     hyperparameters: Mapping[str, str],
-    channels: Mapping[str, ChannelInput],
+    channels: Mapping[str, Channel],
     metric_definitions: list[dict[str, str]],
     environment: Mapping[str, str],
     instance_type: str,
@@ -74,7 +73,7 @@ def training_request(
     return request
 
 
-def _channel(entry: Mapping[str, Any], where: str) -> ChannelInput:
+def _channel(entry: Mapping[str, Any], where: str) -> Channel:
     """One channel; its name becomes a folder, so it must be one SageMaker accepts and not ``.`` or ``..``."""
     if not CHANNEL_NAME.fullmatch(str(entry["ChannelName"])):
         raise UnsupportedExpression(
@@ -84,7 +83,8 @@ def _channel(entry: Mapping[str, Any], where: str) -> ChannelInput:
     source = entry["DataSource"].get("S3DataSource")
     if source is None or source.get("S3DataType", "S3Prefix") != "S3Prefix":
         raise UnsupportedExpression(f"{where}: channel {entry['ChannelName']}: only S3Prefix data sources run locally")
-    return ChannelInput(
+    return Channel(
+        name=str(entry["ChannelName"]),
         source=source["S3Uri"],
         content_type=entry.get("ContentType"),
         input_mode=entry.get("InputMode", "File"),
