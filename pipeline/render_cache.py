@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,8 +50,19 @@ def key(settings: Settings, source: Source) -> str:
     digest.update(workflow.read_bytes() if workflow.is_file() else b"")
     for path in sorted(DEFINITION_PACKAGE.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    digest.update(importlib.metadata.version("sagemaker").encode() + sys.version.encode())
+    digest.update(_sdk_version().encode() + sys.version.encode())
     return digest.hexdigest()[:32]
+
+
+_VERSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _sdk_version() -> str:
+    """The SDK's version, looked up once: importlib.metadata's discovery is not safe to run in
+    several threads at once (Python 3.11.2 finds no distribution now and then)."""
+    with _VERSION_LOCK:
+        return importlib.metadata.version("sagemaker")
 
 
 def _store(path: Path, text: str) -> None:

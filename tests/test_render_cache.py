@@ -96,7 +96,7 @@ def test_any_key_input_misses(tmp_path, monkeypatch):
     monkeypatch.setattr(render_cache, "DEFINITION_PACKAGE", package)
     assert render_cache.key(OFFLINE, source) != base
     monkeypatch.undo()
-    monkeypatch.setattr(render_cache.importlib.metadata, "version", lambda name: "9.9.9")
+    monkeypatch.setattr(render_cache, "_sdk_version", lambda: "9.9.9")
     assert render_cache.key(OFFLINE, source) != base
 
 
