@@ -6,6 +6,8 @@ boto3 reaches it over real HTTP through ``AWS_ENDPOINT_URL``; nothing else of AW
 from __future__ import annotations
 
 import contextlib
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -66,3 +68,26 @@ def account_environment(endpoint: str) -> dict[str, str]:
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
     }
+
+
+@contextlib.contextmanager
+def cli_stand_in(cwd: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """``python -m pipeline stand-in`` on a free port, as a user starts it: its port and the variables
+    its ``export`` lines set, read as a shell reads them. Stopped with Ctrl-C, which must exit 0."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "stand-in", "--port", str(port)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        exports = {}
+        while (line := server.stdout.readline()).startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[name] = shlex.split(value)[0]
+        yield port, exports
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0

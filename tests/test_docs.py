@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from moto_server import free_port
+from moto_server import cli_stand_in
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -315,19 +314,7 @@ def test_the_cli_commands_run_as_documented() -> None:
     for command in (c for c in RUN_HERE if "describe" in c or "--offline" in c):
         done = cli(command, offline)
         assert done.returncode == RUN_HERE[command], f"{command}: {done.stderr}"
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "stand-in", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        exports = {}
-        while (line := server.stdout.readline()).startswith("export "):
-            name, _, value = line.removeprefix("export ").strip().partition("=")
-            exports[name] = shlex.split(value)[0]
+    with cli_stand_in(ROOT) as (port, exports):
         assert exports["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
         env = offline | exports
         for command in (c for c in RUN_HERE if not ("describe" in c or "--offline" in c)):
@@ -335,9 +322,6 @@ def test_the_cli_commands_run_as_documented() -> None:
             assert done.returncode == RUN_HERE[command], f"{command}: {done.stdout}{done.stderr}"
         again = cli(f"{CLI} diff", env)
         assert again.returncode == 0, "after upsert, diff finds nothing to change"
-    finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 0
 
 
 FAKE_AWS = '''#!{python}

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
 import boto3
-from moto_server import free_port
+from moto_server import cli_stand_in
 from support import WORKDIR
 
 
 def test_the_stand_in_prints_its_variables_takes_commands_and_stops_on_ctrl_c():
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "stand-in", "--port", str(port)],
-        cwd=WORKDIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        lines = [server.stdout.readline() for _ in range(8)]
-        variables = dict(
-            line.removeprefix("export ").strip().split("=", 1) for line in lines if line.startswith("export")
-        )
+    with cli_stand_in(WORKDIR) as (port, variables):
         assert variables["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | variables
         upsert = subprocess.run(
@@ -45,6 +32,3 @@ def test_the_stand_in_prints_its_variables_takes_commands_and_stops_on_ctrl_c():
             aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
         )
         assert [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]] == [variables["PIPELINE_NAME"]]
-    finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 0
