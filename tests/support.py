@@ -41,6 +41,15 @@ def run_cli(
     )
 
 
+def source_dir(folder: Path, script: str, contract: str | None = None) -> Path:
+    """A user's source dir at ``folder``: ``train.py`` holding ``script``, and ``training.toml`` if given."""
+    folder.mkdir()
+    (folder / "train.py").write_text(script)
+    if contract is not None:
+        (folder / "training.toml").write_text(contract)
+    return folder
+
+
 def probe_reports(log: str) -> list[dict]:
     """Every ``PROBE {json}`` line the probe script printed."""
     return [json.loads(line.split("PROBE ", 1)[1]) for line in log.splitlines() if "PROBE {" in line]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from local_support import process_runner
-from support import run_cli
+from support import run_cli, source_dir
 
 from pipeline.local import job_folder
 from pipeline.local.metrics import parse_metrics
@@ -32,10 +32,7 @@ metrics = [
 
 
 def test_a_metric_that_is_not_a_number_records_nothing_and_keeps_the_job(tmp_path: Path):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(SCRIPT)
-    (source / "training.toml").write_text(CONTRACT)
+    source = source_dir(tmp_path / "src", SCRIPT, CONTRACT)
     out = tmp_path / "jobs"
     done = run_cli("train-local", "--source-dir", str(source), "--output-dir", str(out), "--job-name", "j")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -70,9 +67,7 @@ def _file_size_limit(limit: int):
 
 
 def test_a_write_error_while_packing_reports_the_job_and_keeps_its_folder_and_log(tmp_path: Path):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(BIG_MODEL)
+    source = source_dir(tmp_path / "src", BIG_MODEL)
     out = tmp_path / "jobs"
     process_runner()  # the job environment, made without the limit
     command = [sys.executable, "-m", "pipeline", "train-local", "--source-dir", str(source)]
@@ -112,9 +107,7 @@ def test_the_next_run_clears_what_a_sigkilled_cli_left_and_keeps_every_job_that_
     mine = out / "mine"  # the user's own folder: no lock, never touched
     mine.mkdir()
     with job_folder.locked(busy):
-        source = tmp_path / "src"
-        source.mkdir()
-        (source / "train.py").write_text(SCRIPT)
+        source = source_dir(tmp_path / "src", SCRIPT)
         done = run_cli("train-local", "--source-dir", str(source), "--output-dir", str(out), "--job-name", "j")
         assert done.returncode == 0, done.stdout + done.stderr
         assert (busy / job_folder.LOCK).is_file()
@@ -130,10 +123,7 @@ def test_a_full_disk_while_the_sample_data_is_written_is_one_error_line_and_leav
         pytest.skip("no unshare")
     disk = tmp_path / "disk"
     disk.mkdir()
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(SCRIPT)
-    (source / "training.toml").write_text('entry_point = "train.py"\n[channels.train]\nsample = "train"\n')
+    source = source_dir(tmp_path / "src", SCRIPT, 'entry_point = "train.py"\n[channels.train]\nsample = "train"\n')
     # After the CLI, the shell lists what is left on that disk, which goes with the namespace.
     shell = 'd="$1"; shift; mount -t tmpfs -o size=8k tmpfs "$d" && "$@"; s=$?'
     shell += '; echo "left: $(ls -A "$d/jobs")"; exit $s'

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support import run_cli
+from support import run_cli, source_dir
 
 SECRET = "hunter2-not-json"  # not JSON: the toolkit logs "Failed to parse hyperparameter ... value ..."
 FAILING = """
@@ -26,10 +26,7 @@ default = "plain-text"
 
 
 def test_a_secret_hyperparameter_reaches_the_script_but_no_log_line_or_reason(tmp_path: Path):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(FAILING)
-    (source / "training.toml").write_text(CONTRACT)
+    source = source_dir(tmp_path / "src", FAILING, CONTRACT)
     out = tmp_path / "jobs"
     hps = [
         "--hp",
