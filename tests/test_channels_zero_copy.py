@@ -147,10 +147,15 @@ def test_a_one_file_channel_is_read_only_in_a_namespace(tmp_path, namespaced):
         "    print(f'SEEN {error.errno}', flush=True)\n"  # one piece: the toolkit may split a line printed in parts
     )
     job = make_job(tmp_path, {"train": str(data / "rows.csv")}, source=tmp_path / "src")
-    result = local_job.run_job(job, tmp_path / "job", namespaced, sink=io.StringIO(), report=lambda line: None)
+    said: list[str] = []
+    result = local_job.run_job(job, tmp_path / "job", namespaced, sink=io.StringIO(), report=said.append)
     assert result.succeeded, result.failure_reason
     lines = [line for line in result.logs["algo-1"].read_text().splitlines() if line.startswith("SEEN ")]
     assert lines == [f"SEEN ['rows.csv'] {before['rows.csv'][1]}", f"SEEN {errno.EROFS}"]
+    assert [line for line in said if line.startswith("note: ")] == [
+        "note: channel train is read-only in the job (a one-file channel, files that are not all yours,"
+        " or a path holding , : or \\ cannot be an overlay): writes into it fail"
+    ]
     assert snapshot(data) == before
 
 

@@ -16,6 +16,7 @@ import enum
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,17 @@ def way(source: Path, namespace: bool) -> Way:
     if not mine or _OPTION_CHARACTERS & set(os.path.realpath(source)):
         return Way.READ_ONLY
     return Way.OVERLAY
+
+
+def said(how: Way, what: str, report: Callable[[str], None]) -> Way:
+    """``how``, after telling the user when it makes ``what`` read-only: a script that writes there fails
+    where SageMaker's File mode would let it (the one difference zero-copy data has)."""
+    if how is Way.READ_ONLY:
+        report(
+            f"note: {what} is read-only in the job (a one-file channel, files that are not all yours,"
+            " or a path holding , : or \\ cannot be an overlay): writes into it fail"
+        )
+    return how
 
 
 @dataclass(frozen=True)

@@ -206,12 +206,8 @@ def _lay_out(
     for channel, given in job.channels.items():
         stops.check()
         channel_data[channel] = channels.stage(given.source, root / "channels" / channel, job.region)
-        ways[channel] = channels.way(channel_data[channel], runner.mounts_data)
-        if ways[channel] is channels.Way.READ_ONLY:
-            report(
-                f"note: channel {channel} is read-only in the job (a one-file channel, files that are not all"
-                " yours, or a path holding , : or \\ cannot be an overlay): writes into it fail"
-            )
+        how = channels.way(channel_data[channel], runner.mounts_data)
+        ways[channel] = channels.said(how, f"channel {channel}", report)
     hyperparameters = runner.hyperparameters(job)
     bases = {host: root / host for host in job_config.host_names(job.instance_count)}
     mounts = {}

@@ -120,7 +120,9 @@ def from_request(request: Mapping[str, Any], *, name: str, region: str, where: s
     )
 
 
-def _lay_out_inputs(job: ProcessingJob, runner: ProcessRunner, root: Path, base: Path) -> list[channels.Mount]:
+def _lay_out_inputs(
+    job: ProcessingJob, runner: ProcessRunner, root: Path, base: Path, report: Callable[[str], None]
+) -> list[channels.Mount]:
     """Each input downloaded once and given to the host as a training channel is (:mod:`channels`); one
     that holds another input or an output is copied, so what lands inside it stays where it is read."""
     inputs, outputs = [path for _, path in job.inputs], [path for _, path, _ in job.outputs]
@@ -131,7 +133,7 @@ def _lay_out_inputs(job: ProcessingJob, runner: ProcessRunner, root: Path, base:
         nested = any(Path(other).is_relative_to(path) for other in outputs) or any(
             other != path and Path(other).is_relative_to(path) for other in inputs
         )
-        how = channels.way(staged, runner.mounts_data and not nested)
+        how = channels.said(channels.way(staged, runner.mounts_data and not nested), f"input {path}", report)
         folder = base / Path(path).relative_to(BASE_DIR)
         mount = channels.give(staged, how, folder, path, root / "changes" / str(number))
         mounts += [mount] if mount else []
@@ -152,7 +154,7 @@ def run_processing(
     log = job_dir / "algo-1.log"
     with stops.interrupting(), scratch_dir(job.name) as root:
         base = root / "algo-1"
-        mounts = _lay_out_inputs(job, runner, root, base)
+        mounts = _lay_out_inputs(job, runner, root, base, report)
         for _, path, _ in job.outputs:
             (base / Path(path).relative_to(BASE_DIR)).mkdir(parents=True, exist_ok=True)
         command = runner.processing(job, root)("algo-1", base, mounts)
