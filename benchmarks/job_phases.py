@@ -3,8 +3,8 @@
 Each run is traced by ``strace -f --seccomp-bpf -e trace=execve,exit_group`` (only those two
 calls stop the process, so the trace costs little), and the phases are the gaps between the
 process starts and exits of the job's chain: the CLI, its namespace probe, the host's init
-(``host_init.py process``), its namespace entry (``host_init.py enter``), the toolkit (``train``)
-and the user's script. Medians over ``runs``, next to the plain ``python train.py``.
+(``host_init.py process``, which enters the namespace in the toolkit's process before its exec),
+the toolkit (``train``) and the user's script. Medians over ``runs``, next to the plain ``python train.py``.
 Run: ``.venv/bin/python benchmarks/job_phases.py [runs]`` (needs strace); the table also goes to
 ``benchmarks/results-job-phases.md``.
 """
@@ -56,8 +56,7 @@ def phases(trace: Path) -> dict[str, float]:
 
     cli = seen[0]
     init = first(lambda e: e.call.startswith("execve") and '"process"' in e.call)
-    enter = first(lambda e: e.call.startswith("execve") and '"enter", "--opt-ml"' in e.call and e.pid != init.pid)
-    toolkit = first(lambda e: e.pid == enter.pid and e.at > enter.at and e.call.startswith("execve"))
+    toolkit = first(lambda e: e.call.startswith("execve") and e.pid != init.pid and e.at > init.at)
     script = first(lambda e: e.call.startswith("execve") and '"train.py"' in e.call)
     done = [e for e in seen if e.pid == cli.pid and e.call.startswith("exit_group")][-1]
     probes = [e for e in seen if e.call.startswith("execve") and '"--probe"' in e.call]  # none once remembered
@@ -65,8 +64,7 @@ def phases(trace: Path) -> dict[str, float]:
     marks = [
         ("CLI: start, imports, packing, checks, job folder, job venv", cli.at, init.at - probing),
         ("CLI: user-namespace probe (0 once a success is remembered)", 0, probing),
-        ("host init (host_init.py process)", init.at, enter.at),
-        ("namespace entry (host_init.py enter)", enter.at, toolkit.at),
+        ("host init and namespace entry (host_init.py process)", init.at, toolkit.at),
         ("toolkit: import, environment, unpacking", toolkit.at, script.at),
         ("the script itself", script.at, exit_of(script).at),
         ("toolkit: after the script", exit_of(script).at, exit_of(toolkit).at),

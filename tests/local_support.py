@@ -35,6 +35,17 @@ for step in range(step, step + 10_000):
 """
 
 
+def run_init(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+    """A host's init (``HostCommand.init_argv()``) run as the CLI runs it: its control pipe is held
+    open until it exits (a closed pipe means the CLI died, and the init kills its tree)."""
+    control, held = os.pipe()
+    try:
+        return subprocess.run(argv, stdin=control, capture_output=True, **kwargs)
+    finally:
+        os.close(control)
+        os.close(held)
+
+
 @functools.cache
 def process_runner() -> runners.ProcessRunner:
     """The Docker-free runner; its environment is made on first use, then found in the user's cache."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import boto3
 import pytest
-from local_support import process_runner
+from local_support import process_runner, run_init
 from moto_server import REGION
 from support import BUCKET, make_job
 
@@ -58,10 +57,10 @@ def test_a_script_writes_and_reads_opt_ml_and_the_host_opt_is_untouched(namespac
     (base / "processing" / "input" / "data").mkdir(parents=True)
     (base / "processing" / "input" / "data" / "rows.csv").write_text("1,2\n")
     before = host_opt()
-    seen = subprocess.run(
-        [sys.executable, "-I", "-S", str(HOST_INIT), "enter", "--opt-ml", str(base), "--",
+    seen = run_init(
+        [sys.executable, "-I", "-S", str(HOST_INIT), "process", "--opt-ml", str(base), "--",
          sys.executable, "-c", SCRIPT + "import os; print(sorted(os.listdir('/opt')), os.getuid())"],
-        capture_output=True, text=True, check=True,
+        text=True, check=True,
     )  # fmt: skip
     assert (base / "model" / "x").read_text() == "seen 1,2\n"
     assert host_opt() == before and not before[1]
@@ -184,5 +183,18 @@ def test_without_user_namespaces_hosts_get_moved_paths_and_one_warning(monkeypat
     assert command.argv[1:] == [f"{base}/processing/code/x.py", "--out", f"{base}/processing/out"]
     assert command.env["SAGEMAKER_BASE_DIR"] == str(base)
     isolated = dataclasses.replace(fallback, opt_ml=True).processing(job, tmp_path / "2")("algo-1", base)
-    assert isolated.argv[:8] == [sys.executable, "-I", "-S", str(HOST_INIT), "enter", "--opt-ml", str(base), "--"]
-    assert isolated.argv[9:] == list(job.argv[1:]) and isolated.env["SAGEMAKER_BASE_DIR"] == "/opt/ml"
+    init = isolated.init_argv()
+    assert init[init.index("--opt-ml") + 1] == str(base) and init.index("--opt-ml") < init.index("--")
+    assert isolated.argv[1:] == list(job.argv[1:]) and isolated.env["SAGEMAKER_BASE_DIR"] == "/opt/ml"
+
+
+def test_a_namespace_that_cannot_be_entered_is_one_line_and_status_127(namespaces, tmp_path):
+    done = run_init(
+        [sys.executable, "-I", "-S", str(HOST_INIT), "process", "--opt-ml", str(tmp_path / "missing"), "--",
+         sys.executable, "-c", "open('/opt/ml/ran', 'w')"],
+        text=True,
+    )  # fmt: skip
+    assert done.returncode == 127
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("[train-local] host init: ") and "missing" in line
+    assert not (tmp_path / "missing").exists()

@@ -8,13 +8,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import tarfile
 from pathlib import Path
 
 import boto3
 import pytest
-from local_support import RESUMABLE, assert_all_gone, process_runner, start_cli, start_probe_job, wait_for
+from local_support import RESUMABLE, assert_all_gone, process_runner, run_init, start_cli, start_probe_job, wait_for
 from support import BUCKET, PROJECT_SRC, REGION, make_job, probe_reports, run_cli
 
 from custom_framework_training import archives
@@ -123,7 +122,7 @@ def test_malformed_hyperparameters_json_fails_the_job_with_its_reason(tmp_path, 
     local_job.prepare_base_dir(base, job, "algo-1", {name: Path(path) for name, path in channels.items()})
     (base / "input" / "config" / "hyperparameters.json").write_text('{"learning-rate": 0.1,')
     host = runner.prepare(job, tmp_path, lambda line: None)("algo-1", base)
-    done = subprocess.run(host.argv, env=dict(host.env), cwd=base, capture_output=True, timeout=60)
+    done = run_init(host.init_argv(), env=dict(host.env), cwd=base, timeout=60)
     assert done.returncode == 1
     failure = (base / "output" / "failure").read_text()
     assert "read_hyperparameters" in failure

@@ -13,11 +13,9 @@ from pipeline.definition import dag
 from pipeline.definition import parameters as params
 from pipeline.definition.contract import Contract
 from pipeline.definition.render import Rendered, render
-from pipeline.definition.settings import Settings, image_region
+from pipeline.definition.settings import RUN_FIELDS, Settings, image_region
 from pipeline.errors import ExitStatus, SettingsError
 from pipeline.render_cache import cached_render
-
-RUN_SETTINGS = ("pipeline_name", "region")  # enough to reach a deployed pipeline
 
 
 def _step_check(settings: Settings) -> Callable[[str], None]:
@@ -155,7 +153,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from pipeline import aws
     from pipeline.deploy import executions, fingerprint, state, validate
 
-    settings = common.settings(args, fields=RUN_SETTINGS)
+    settings = common.settings(args, fields=RUN_FIELDS)
     sm = aws.client("sagemaker", settings.region)
     deployed = state.deployed_pipeline(sm, settings.pipeline_name)  # read-only: --param is checked against it
     if deployed is None:
@@ -182,7 +180,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pipeline import aws
     from pipeline.deploy import executions
 
-    settings = common.settings(args, fields=RUN_SETTINGS)
+    settings = common.settings(args, fields=RUN_FIELDS)
     runs = executions.recent(aws.client("sagemaker", settings.region), settings.pipeline_name, args.limit)
     if not runs:
         print(f"no executions of {settings.pipeline_name}")

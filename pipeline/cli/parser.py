@@ -1,18 +1,18 @@
-"""The command line: every command, flag and help text. Building it imports neither the SDK nor
-boto3, so ``--help`` answers at once."""
+"""The command line: every command, flag and help text. Building it imports no command module
+(each is imported when its command runs), so ``--help`` answers at once and a command pays
+only for its own imports."""
 
 from __future__ import annotations
 
 import argparse
-import functools
+import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pipeline.cli import demo, deploy_commands, local_commands, promote_commands, serve_commands, standin
 from pipeline.cli.common import DEFAULT_OUTPUT_DIR, DEFAULT_SOURCE_DIR
 from pipeline.definition.contract import CONTRACT_FILE, WORKFLOW_FILE
-from pipeline.definition.settings import ENVIRONMENT
+from pipeline.definition.settings import ENVIRONMENT, PROMOTE_FIELDS, RUN_FIELDS
 from pipeline.errors import ExitStatus
 from pipeline.local.processes import DEFAULT_STOP_GRACE_SECONDS
 
@@ -46,6 +46,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(ExitStatus.BAD_INPUT, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def _command(module: str, function: str, **bound: Any) -> Callable[[argparse.Namespace], int]:
+    """A command's function (with ``bound`` arguments), its module ``pipeline.cli.MODULE`` imported
+    only when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"pipeline.cli.{module}"), function)(args, **bound)
+
+    run.__name__ = function
+    return run
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -185,11 +196,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("demo", "the whole pipeline here on the sample data, then a prediction (no AWS account, no Docker)", ())
     p.add_argument("--output-dir", type=_folder, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
-    p.set_defaults(func=functools.partial(demo.cmd_demo, parse=root.parse_args))
+    p.set_defaults(func=_command("demo", "cmd_demo", parse=root.parse_args))
 
     p = command("stand-in", "run the demo's AWS stand-in (moto on 127.0.0.1) and print its variables", (), False)
     p.add_argument("--port", type=_positive(int), default=5123, help="port to listen on [default: 5123]")
-    p.set_defaults(func=standin.cmd_stand_in)
+    p.set_defaults(func=_command("standin", "cmd_stand_in"))
 
     p = command("serve-local", "serve a trained model here with the image's server and your handlers", ())
     p.add_argument("--model", type=Path, help="a model.tar.gz or folder [default: the newest under --output-dir]")
@@ -199,36 +210,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive(int), help="server processes [default: one per CPU]")
     p.add_argument("--container", action="store_true", help="serve in the framework image (podman or docker)")
     p.add_argument("--image", help="the image to serve in (implies --container) [default: build-local.sh's]")
-    p.set_defaults(func=serve_commands.cmd_serve_local)
+    p.set_defaults(func=_command("serve_commands", "cmd_serve_local"))
 
     p = command("train-local", "run a training job here through the real toolkit, in the image's packages", ())
     _local_flags(p)
-    p.set_defaults(func=local_commands.cmd_train_local)
+    p.set_defaults(func=_command("local_commands", "cmd_train_local"))
 
     p = command("describe", "print the parameters Studio shows, from the rendered definition (no AWS access)")
     _no_cache_flag(p)
-    p.set_defaults(func=deploy_commands.cmd_describe)
+    p.set_defaults(func=_command("deploy_commands", "cmd_describe"))
 
     p = command("definition", "print the pipeline definition JSON (uploads the code unless --offline)")
     p.add_argument("--offline", action="store_true", help="no AWS access; example values fill missing settings")
     _no_cache_flag(p)
-    p.set_defaults(func=deploy_commands.cmd_definition)
+    p.set_defaults(func=_command("deploy_commands", "cmd_definition"))
 
     p = command("diff", "print what upsert would change (definition, uploads, tags); exit 0 none, 1 some")
     p.add_argument("--no-sample-data", action="store_true", help="as upsert --no-sample-data")
     _no_cache_flag(p)
-    p.set_defaults(func=deploy_commands.cmd_diff)
+    p.set_defaults(func=_command("deploy_commands", "cmd_diff"))
 
     p = command("upsert", "create or update the pipeline, printing what changed")
     p.add_argument("--no-sample-data", action="store_true", help="do not seed empty default data prefixes")
-    p.set_defaults(func=deploy_commands.cmd_upsert)
+    p.set_defaults(func=_command("deploy_commands", "cmd_upsert"))
 
-    p = command("start", "start a pipeline run, optionally waiting for it", deploy_commands.RUN_SETTINGS, source=False)
+    p = command("start", "start a pipeline run, optionally waiting for it", RUN_FIELDS, source=False)
     _repeated(p, "--param", "NAME=VALUE", PARAM_HELP.format("deployed"))
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
     p.add_argument("--poll-seconds", type=_positive(float), default=15.0, help="status poll interval with --wait")
     p.add_argument("--timeout", type=_positive(float), help="stop waiting after this many seconds")
-    p.set_defaults(func=deploy_commands.cmd_start)
+    p.set_defaults(func=_command("deploy_commands", "cmd_start"))
 
     p = command("run", "run the pipeline definition's steps on this machine (no Docker)")
     p.add_argument("--local", action="store_true", help="required: execute here, not on SageMaker")
@@ -237,16 +248,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=_folder, default=DEFAULT_OUTPUT_DIR, help="where job folders go")
     _job_runtime_flags(p)
     _no_cache_flag(p)
-    p.set_defaults(func=local_commands.cmd_run)
+    p.set_defaults(func=_command("local_commands", "cmd_run"))
 
-    p = command("status", "list recent executions", deploy_commands.RUN_SETTINGS, source=False)
+    p = command("status", "list recent executions", RUN_FIELDS, source=False)
     p.add_argument("--limit", type=_positive(int), default=5, help="how many runs to list")
-    p.set_defaults(func=deploy_commands.cmd_status)
+    p.set_defaults(func=_command("deploy_commands", "cmd_status"))
 
     p = command(
         "promote",
         "deploy the newest Approved model package to a stage's endpoint: plan, apply, smoke test (docs/promotion.md)",
-        promote_commands.SETTINGS,
+        PROMOTE_FIELDS,
         source=False,
     )
     p.add_argument("stage", help="staging, prod, or another name (which then needs --instance-type)")
@@ -281,5 +292,5 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--poll-seconds", type=_positive(float), default=30.0, help="endpoint status poll interval")
     p.add_argument("--timeout", type=_positive(float), default=3600.0, help="stop waiting for the endpoint after this")
-    p.set_defaults(func=promote_commands.cmd_promote)
+    p.set_defaults(func=_command("promote_commands", "cmd_promote"))
     return root

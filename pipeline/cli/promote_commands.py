@@ -25,7 +25,6 @@ from typing import Any
 from pipeline.cli import common
 from pipeline.errors import ExitStatus, SettingsError
 
-SETTINGS = ("pipeline_name", "region", "role_arn", "bucket", "tags")  # the flags promote offers
 DEPLOY_FIELDS = ("region", "role_arn", "bucket", "tags")  # role: the models' execution role; bucket: data capture
 SERVE_START_SECONDS = 60
 CHANGES = ("CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint")

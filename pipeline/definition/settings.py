@@ -135,6 +135,8 @@ def _bucket_problem(bucket: str) -> str | None:
 
 
 REQUIRED = ("region", "role_arn", "bucket", "image_uri")
+RUN_FIELDS = ("pipeline_name", "region")  # enough to reach a deployed pipeline (start, status)
+PROMOTE_FIELDS = ("pipeline_name", "region", "role_arn", "bucket", "tags")  # the settings promote offers
 CHECKS = {
     "pipeline_name": (aws_rules.PIPELINE_NAME, f"letters, digits and hyphens, at most {MAX_PIPELINE_NAME}"),
     "region": (aws_rules.REGION, "a region code such as eu-west-1"),

@@ -19,11 +19,12 @@ inside the container (its processes belong to the engine, not to this tree).
 The exit status is ``COMMAND``'s (128 + N when signal N ended it). A stop signal sent to
 this process itself counts as ``term``.
 
-MODE ``enter`` (``enter --opt-ml BASE [--mounts JSON] -- COMMAND...``, run as a host's ``COMMAND``):
-``COMMAND`` is exec'd in a private user and mount namespace where ``/opt/ml`` is ``BASE``, so scripts
-that hard-code SageMaker's paths run unmodified, without root and without touching the host's
-``/opt`` (see :func:`enter`); each of ``--mounts`` (the job's input data, :func:`mount_data`) is
-laid over its folder there. ``enter --probe`` only tries it: exit 0 if this machine allows it.
+``process --opt-ml BASE [--mounts JSON]``: ``COMMAND`` starts in a private user and mount namespace
+where ``/opt/ml`` is ``BASE``, entered by its own process between fork and exec (one interpreter
+start, not two), so scripts that hard-code SageMaker's paths run unmodified, without root and
+without touching the host's ``/opt`` (see :func:`enter`); each of ``--mounts`` (the job's input
+data, :func:`mount_data`) is laid over its folder there. ``enter --probe`` only tries it: exit 0
+if this machine allows it.
 """
 
 from __future__ import annotations
@@ -96,19 +97,30 @@ def _quietly(command: list[str]) -> None:
 
 
 class Supervisor:
-    def __init__(self, mode: str, command: list[str], term: list[str] | None, kill: list[str] | None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        command: list[str],
+        term: list[str] | None,
+        kill: list[str] | None,
+        opt_ml: str | None = None,
+        mounts: Sequence[Mapping[str, str | None]] = (),
+    ) -> None:
         self.orphaned = False
         self.mode = mode
         self.term_command = term
         self.kill_command = kill
         # The child gets /dev/null as stdin (not the control pipe) and default stop signals.
-        self.child = os.posix_spawnp(
-            command[0],
-            command,
-            os.environ,
-            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
-            setsigdef=STOP_SIGNALS,
-        )
+        if opt_ml is None:
+            self.child = os.posix_spawnp(
+                command[0],
+                command,
+                os.environ,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+                setsigdef=STOP_SIGNALS,
+            )
+        else:
+            self.child = _spawn_entered(command, opt_ml, mounts)
         self.status: int | None = None
         self.terminating = False  # a term request came: keep telling new user processes
         self.told: set[int] = set()
@@ -179,6 +191,27 @@ class Supervisor:
         if os.WIFEXITED(self.status):
             return os.WEXITSTATUS(self.status)
         return 128 + os.WTERMSIG(self.status)
+
+
+def _spawn_entered(command: list[str], base: str, mounts: Sequence[Mapping[str, str | None]]) -> int:
+    """Fork, :func:`enter` in the child (single-threaded, as ``unshare`` of a user namespace needs), exec
+    ``command``. A failure there is one line on stderr and exit status 127."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        enter(base, mounts)
+        os.execvp(command[0], command)
+    except BaseException as error:  # the forked child must never return into the init's code
+        with contextlib.suppress(OSError):
+            os.write(2, f"[train-local] host init: {error}\n".encode())
+    finally:
+        os._exit(127)
 
 
 def _libc_call(name: str, *args: object) -> None:
@@ -291,39 +324,33 @@ def _lay_over_opt(base: str) -> None:
     _bind(base, OPT_ML)
 
 
-def _enter_main(argv: list[str]) -> int:
-    """``enter --opt-ml BASE -- COMMAND...``: exec ``COMMAND`` there. ``enter --probe``: whether it works."""
-    if argv[:1] == ["--probe"]:
-        import tempfile
+def _probe() -> int:
+    """``enter --probe``: exit 0 if this machine lets a process see its own folder at ``/opt/ml``."""
+    import tempfile
 
-        with tempfile.TemporaryDirectory() as base:
-            try:
-                enter(base)
-                with open(f"{OPT_ML}/probe", "w"):  # written through to base, not to /opt
-                    pass
-                if not os.path.exists(os.path.join(base, "probe")):
-                    raise OSError(f"{OPT_ML} is not {base}")
-            except OSError as error:
-                print(error, file=sys.stderr)
-                return 1
-        return 0
-    split = 4 if argv[2:3] == ["--mounts"] else 2
-    command = argv[split + 1 :]
-    if argv[:1] != ["--opt-ml"] or argv[split : split + 1] != ["--"] or not command:
-        print("usage: host_init.py enter --opt-ml BASE [--mounts JSON] -- COMMAND...", file=sys.stderr)
-        return 2
-    enter(argv[1], json.loads(argv[3]) if split == 4 else ())
-    os.execvp(command[0], command)
+    with tempfile.TemporaryDirectory() as base:
+        try:
+            enter(base)
+            with open(f"{OPT_ML}/probe", "w"):  # written through to base, not to /opt
+                pass
+            if not os.path.exists(os.path.join(base, "probe")):
+                raise OSError(f"{OPT_ML} is not {base}")
+        except OSError as error:
+            print(error, file=sys.stderr)
+            return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["enter"]:
-        return _enter_main(argv[1:])
+    if argv == ["enter", "--probe"]:
+        return _probe()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("process", "container"))
     parser.add_argument("--term", type=json.loads, help="container mode: command that SIGTERMs the user processes")
     parser.add_argument("--kill", type=json.loads, help="container mode: command that removes the container")
     parser.add_argument("--scratch", help="the job's temp folder, removed if the CLI dies")
+    parser.add_argument("--opt-ml", help="process mode: start the command where /opt/ml is this folder")
+    parser.add_argument("--mounts", type=json.loads, default=[], help="with --opt-ml: data laid over its folders")
     split = argv.index("--") if "--" in argv else len(argv)
     args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
     if not command:
@@ -333,7 +360,9 @@ def main(argv: list[str]) -> int:
     requests: list[int] = []
     for sig in STOP_SIGNALS:  # before the child exists, so none is missed; the child gets the defaults
         signal.signal(sig, lambda sig, _: requests.append(sig))
-    supervisor = Supervisor(args.mode, command, args.term, args.kill)
+    if args.opt_ml and args.mode != "process":
+        parser.error("--opt-ml is for process mode")
+    supervisor = Supervisor(args.mode, command, args.term, args.kill, args.opt_ml, args.mounts)
     for sig in STOP_SIGNALS:
         signal.signal(sig, supervisor.request_term)
     if requests:

@@ -54,6 +54,8 @@ class HostCommand:
     term: Sequence[str] | None = None
     kill: Sequence[str] | None = None
     scratch: Path | None = None  # the job's temp folder, which the init removes if the CLI dies
+    opt_ml: Path | None = None  # process mode: the command starts where /opt/ml is this folder
+    mounts: Sequence[Mapping[str, str | None]] = ()  # with opt_ml: data laid over its folders
 
     def init_argv(self) -> list[str]:
         # -I -S: the init needs nothing but the standard library, and starts in milliseconds.
@@ -64,6 +66,10 @@ class HostCommand:
             argv += ["--kill", json.dumps(list(self.kill))]
         if self.scratch is not None:
             argv += ["--scratch", str(self.scratch)]
+        if self.opt_ml is not None:
+            argv += ["--opt-ml", str(self.opt_ml)]
+        if self.mounts:
+            argv += ["--mounts", json.dumps(list(self.mounts))]
         return [*argv, "--", *self.argv]
 
 

@@ -1,11 +1,11 @@
 """How a job's hosts run: as processes in the job environment, or as containers of the built image.
 
 Both get the same base dir, request and environment variables, and run the toolkit's
-``train`` under a :mod:`host_init`; they differ only in where the toolkit and the user's
-code run (the cached venv here, the image there). Both show the base dir at ``/opt/ml``:
-the container by a volume, a process by a private mount namespace (:func:`host_init.enter`);
-where this machine allows no user namespace, a process gets ``SAGEMAKER_BASE_DIR`` and
-paths moved under the base dir instead, and a warning says what to enable.
+``train`` under a :mod:`host_init` (here its entry through :mod:`toolkit_train`); they differ
+only in where the toolkit and the user's code run (the cached venv here, the image there). Both
+show the base dir at ``/opt/ml``: the container by a volume, a process by a private mount
+namespace (:func:`host_init.enter`); where this machine allows no user namespace, a process gets
+``SAGEMAKER_BASE_DIR`` and paths moved under the base dir instead, and a warning says what to enable.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pipeline.local.job_config import PROGRAM, SUBMIT_DIRECTORY
 from pipeline.local.processes import HOST_INIT, HostCommand
 
 DOCKERFILE = runtime.FRAMEWORK_IMAGE / "Dockerfile"
+TOOLKIT_TRAIN = Path(__file__).with_name("toolkit_train.py")  # the toolkit's train, paramiko deferred
 
 
 class HostFactory(Protocol):
@@ -237,7 +238,7 @@ class ProcessRunner:
             code = scratch / "requirements-code"
             archives.extract(archive, code)
             environment = runtime.ensure_layer(environment, code, report)
-        return self._hosts(job, scratch, environment, ["", str(environment.root / "bin" / "train")])
+        return self._hosts(job, scratch, environment, ["", "-P", str(TOOLKIT_TRAIN)])
 
     def processing(self, job: ProcessingSpec, scratch: Path) -> HostFactory:
         """How a processing job's container command runs here (:func:`processing_command`)."""
@@ -268,10 +269,8 @@ class ProcessRunner:
                 local={"SAGEMAKER_BASE_DIR": BASE_DIR if self.opt_ml else str(base), "SM_STUDIO_LOCAL_MODE": "true"},
             )
             if self.opt_ml:
-                enter = [sys.executable, "-I", "-S", str(HOST_INIT), "enter", "--opt-ml", str(base)]
-                if mounts:
-                    enter += ["--mounts", json.dumps([mount.as_json() for mount in mounts])]
-                return HostCommand([*enter, "--", *argv], env, base, scratch=scratch)
+                laid = tuple(mount.as_json() for mount in mounts)
+                return HostCommand(argv, env, base, scratch=scratch, opt_ml=base, mounts=laid)
             return HostCommand(moved(argv, base), env, base, scratch=scratch)
 
         return host
