@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,15 @@ def client(service: str, region: str | None = None) -> Any:
     if key not in _CLIENTS:
         _CLIENTS[key] = _new_client(boto3.DEFAULT_SESSION, service, region)
     return _CLIENTS[key]
+
+
+@cache
+def service_model(service: str) -> Any:
+    """botocore's model of ``service`` (its shapes, patterns, enums), parsed once per process: the
+    SageMaker model is about 0.05 s of JSON, and a run checks a dozen property paths against it."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
 
 
 def _new_client(session: Any, service: str, region: str | None) -> Any:

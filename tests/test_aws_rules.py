@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline import aws
 from pipeline.definition import aws_rules
 from pipeline.definition.aws_rules import ImageUri, parse_image_uri
 from pipeline.deploy import validate
 
 
 def model_fact(operation: str, path: str, fact: str):
-    shape = validate.service_model("sagemaker").operation_model(operation).input_shape
+    shape = aws.service_model("sagemaker").operation_model(operation).input_shape
     for name in path.split("."):
         shape = getattr(shape, "member", shape).members[name]  # in a list: in its items
     return sorted(shape.enum) if fact == "enum" else shape.metadata[fact]

@@ -11,6 +11,7 @@ import sys
 import pytest
 from support import PROBE_SRC, ROOT
 
+from pipeline import aws
 from pipeline.definition import sourcedir
 from pipeline.definition.render import Rendered, render
 from pipeline.definition.settings import build_settings
@@ -30,7 +31,7 @@ def test_every_pattern_of_the_models_compiles_as_python():
     """A Java construct the translation misses would silently skip that pattern's check."""
     missed = []
     for service in ("sagemaker", "s3"):
-        model = validate.service_model(service)
+        model = aws.service_model(service)
         for name in model.shape_names:
             pattern = model.shape_for(name).metadata.get("pattern")
             if pattern and validate._pattern(pattern) is None:
@@ -39,7 +40,7 @@ def test_every_pattern_of_the_models_compiles_as_python():
 
 
 def test_the_model_loads_once_per_process_and_not_at_import():
-    assert validate.service_model("sagemaker") is validate.service_model("sagemaker")
+    assert aws.service_model("sagemaker") is aws.service_model("sagemaker")
     code = "import sys, pipeline.deploy.validate; print('botocore' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "False"  # importing the module costs nothing; the first check loads it
@@ -151,7 +152,7 @@ def test_map_keys_and_values_are_checked():
 
 
 def test_a_union_takes_exactly_one_member():
-    union = validate.service_model("sagemaker").shape_for("AutoMLProblemTypeConfig")
+    union = aws.service_model("sagemaker").shape_for("AutoMLProblemTypeConfig")
     assert list(validate._walk(union, {"TabularJobConfig": {"TargetAttributeName": "y"}}, "X")) == []
     (problem,) = validate._walk(union, {}, "X")
     assert problem.startswith("X: exactly one of ImageClassificationJobConfig, ")
@@ -179,7 +180,7 @@ def test_a_long_enum_suggests_the_closest_values():
     assert "is not one of CreationTime, PipelineExecutionArn" in problem
     request_ = {"PipelineName": "p"}
     assert validate.problems("ListPipelineExecutions", request_) == []
-    model = validate.service_model("sagemaker").shape_for("TrainingInstanceType")
+    model = aws.service_model("sagemaker").shape_for("TrainingInstanceType")
     (problem,) = validate._walk(model, "ml.m5.larg", "X")
     assert "values botocore" in problem and "(closest: ml.m5.large" in problem
 

@@ -28,6 +28,7 @@ from datetime import date
 from functools import cache
 from typing import Any
 
+from pipeline import aws
 from pipeline.definition.contract import entry_point_problem
 from pipeline.definition.dag import all_steps
 from pipeline.definition.expressions import evaluate
@@ -81,14 +82,6 @@ JAVA_CLASSES = {
     r"\uD800\uDC00-\uDBFF\uDFFF": r"\U00010000-\U0010FFFF",
 }
 REPEATED_ANCHOR = re.compile(r"\$\{\d+,\d+\}")  # "(...)${1,128}": Java repeats the anchor, a no-op
-
-
-@cache
-def service_model(service: str) -> Any:
-    """botocore's model of ``service``, loaded once per process (about 0.1 s for SageMaker)."""
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model(service)
 
 
 @cache
@@ -249,7 +242,7 @@ def _walk(shape: Any, value: Any, path: str) -> Iterator[str]:
 
 def problems(operation: str, request: Mapping[str, Any], service: str = "sagemaker", root: str = "") -> list[str]:
     """Every way ``request`` breaks ``operation``'s input shape, each as ``path: what is wrong``."""
-    shape = service_model(service).operation_model(operation).input_shape
+    shape = aws.service_model(service).operation_model(operation).input_shape
     return list(_walk(shape, request, root + operation))
 
 

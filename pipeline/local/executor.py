@@ -144,9 +144,7 @@ def _property_problem(kind: str, path: list[str | int]) -> str | None:
         return None if path == ["Outcome"] else "a condition step has only the property Outcome"
     if kind not in PROPERTY_SHAPES:
         return f"a {kind} step has no properties"
-    import botocore.session
-
-    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for(PROPERTY_SHAPES[kind])
+    shape = aws.service_model("sagemaker").shape_for(PROPERTY_SHAPES[kind])
     for part in path:
         if shape.type_name == "structure" and isinstance(part, str) and part in shape.members:
             shape = shape.members[part]
