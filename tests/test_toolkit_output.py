@@ -57,6 +57,11 @@ def test_info_logging_on_shows_every_line(tmp_path, caplog):
         (["2026-01-01 10:00:00,000 sagemaker-training-toolkit INFO     No GPUs detected\n"], [False]),
         (["2026-01-01 10:00:00,000 sagemaker_training.entry_point INFO     Bypass DNS check\n"], [False]),
         (["2026-01-01 10:00:00,000 custom_framework_training.training INFO     Framework settings: {}\n"], [False]),
+        (
+            ["2026-01-01 10:00:00,000 botocore.credentials INFO     Found credentials in environment variables.\n"],
+            [False],
+        ),
+        (["2026-01-01 10:00:00,000 botocore.credentials WARNING  expired\n"], [True]),
         (["2026-01-01 10:00:00,000 sagemaker-training-toolkit WARNING  slow\n"], [True]),
         (["2026-01-01 10:00:00,000 sagemaker-training-toolkit ERROR    ExecuteUserScriptError\n"], [True]),
         (["2026-01-01 10:00:00,000 my_script INFO     epoch 1\n"], [True]),

@@ -12,8 +12,17 @@ from __future__ import annotations
 import logging
 import re
 
-# Loggers of the image: the SageMaker Training Toolkit's two names and the framework package's.
-IMAGE_LOGGERS = ("sagemaker-training-toolkit", "sagemaker_training", "custom_framework_training")
+# Loggers of the image: the SageMaker Training Toolkit's two names, the framework package's, and
+# those of boto3, with which the toolkit downloads code from S3 (a pipeline's training step), whose
+# records reach the toolkit's handler ("Found credentials in environment variables").
+IMAGE_LOGGERS = (
+    "sagemaker-training-toolkit",
+    "sagemaker_training",
+    "custom_framework_training",
+    "botocore",
+    "boto3",
+    "s3transfer",
+)
 FOLDED_LEVELS = ("DEBUG", "INFO")
 # The toolkit's "Failed to parse hyperparameter %s value %s to Json.\nReturning the value itself":
 # the second line of a folded record has no header of its own.
