@@ -40,7 +40,7 @@ def client(service: str, region: str | None = None) -> Any:
     import boto3
 
     if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
+        boto3.setup_default_session(botocore_session=_botocore_session())
     region = region or region_from_environment()
     environment = tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_")))
     key = (service, region, environment, boto3.DEFAULT_SESSION)
@@ -50,12 +50,30 @@ def client(service: str, region: str | None = None) -> Any:
 
 
 @cache
-def service_model(service: str) -> Any:
-    """botocore's model of ``service`` (its shapes, patterns, enums), parsed once per process: the
-    SageMaker model is about 0.05 s of JSON, and a run checks a dozen property paths against it."""
+def _loader() -> Any:
+    """One botocore data loader per process, shared by every session made here: it parses each
+    service's model once (SageMaker's is about 0.05 s of JSON) for the checks and the clients alike."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
+def _botocore_session() -> Any:
     import botocore.session
 
-    return botocore.session.get_session().get_service_model(service)
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _loader())
+    return session
+
+
+@cache
+def service_model(service: str) -> Any:
+    """botocore's model of ``service`` (its shapes, patterns, enums): a run checks a dozen property
+    paths against SageMaker's, and ``upsert`` every request. Loaded as a client loads it (the same
+    call, so the loader's cache holds one parse for both)."""
+    from botocore.model import ServiceModel
+
+    return ServiceModel(_loader().load_service_model(service, "service-2", api_version=None), service_name=service)
 
 
 def _new_client(session: Any, service: str, region: str | None) -> Any:
