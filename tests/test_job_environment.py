@@ -281,3 +281,55 @@ def test_an_interrupted_build_leaves_nothing_half_made(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         runtime.build_once(target, print, "test", steps)
     assert sorted(p.name for p in target.parent.iterdir()) == [".key.lock"]
+
+
+HOLD = """\
+import sys, time
+from pathlib import Path
+from pipeline.local import runtime
+
+assert runtime.hold(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def built_folders(folder: Path, names: str) -> None:
+    """Environments ``names`` in ``folder``, used in that order (the first, longest ago)."""
+    folder.mkdir()
+    for age, name in enumerate(reversed(names)):
+        (folder / name).mkdir()
+        (folder / name / "bin").mkdir()
+        (folder / f"{name}.log").write_text("")
+        lock = folder / f".{name}.lock"
+        lock.touch()
+        os.utime(lock, (1_000_000 - age, 1_000_000 - age))
+
+
+def test_a_prune_keeps_the_ones_used_last_and_any_a_job_holds(tmp_path):
+    folder = tmp_path / "envs"
+    built_folders(folder, "abcdef")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder / "a")], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        os.utime(folder / ".a.lock", (1, 1))  # a job that started long ago and runs still
+        assert runtime.prune(folder, keep=2) == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["a", "e", "f"]
+    assert not list(folder.glob(".*.tmp-*")) and not (folder / "b.log").exists() and (folder / "a.log").exists()
+    assert runtime.prune(folder, keep=2) == 1  # the job is over: "a" is the one used longest ago
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["e", "f"]
+
+
+def test_holding_one_marks_its_use_and_a_missing_one_is_not_held(tmp_path):
+    folder = tmp_path / "envs"
+    built_folders(folder, "ab")
+    assert runtime.hold(folder / "a")
+    assert (folder / ".a.lock").stat().st_mtime > (folder / ".b.lock").stat().st_mtime
+    assert runtime.prune(folder, keep=0) == 1  # "b"; "a" is held by this process
+    assert [p.name for p in folder.iterdir() if p.is_dir()] == ["a"]
+    assert not runtime.hold(folder / "gone")

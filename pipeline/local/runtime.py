@@ -8,6 +8,10 @@ into a layer over it, cached by its own hash. Each job then runs in a throwaway 
 few files that sees the layer and the environment: anything the toolkit installs while the
 job runs lands there and is deleted with the job, so neither the developer's venv nor a
 cached environment ever changes.
+
+Each environment and layer is a few hundred MB, and every change of what decides it makes a new
+one: after each build, only the :data:`KEEP_USED` used last are kept, and one a running job uses
+(a shared lock on its lock file, held by the CLI until it exits) is never removed.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ KEY_LENGTH = 16
 # Variables that would redirect the installs below away from the environment being made.
 PIP_REDIRECTS = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "VIRTUAL_ENV", "PIP_TARGET", "PIP_PREFIX", "PIP_USER")
 LOCK_POLL_SECONDS = 0.1  # waiting for another job that builds the same environment
+KEEP_USED = 4  # environments (and, apart, layers) kept after a build: the ones used last
 PIP_SHIM = "#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
 
 
@@ -201,12 +206,63 @@ def _retarget(folder: Path, final: Path) -> None:
                 path.write_bytes(content.replace(old, new))
 
 
-def _try_lock(handle: IO[str]) -> bool:
+# What this process's jobs use: a shared lock on each one's lock file, released when it exits.
+_HELD: dict[Path, IO[str]] = {}
+
+
+def _try_lock(handle: IO[str], kind: int = fcntl.LOCK_EX) -> bool:
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, kind | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
+
+
+def _lock_of(built: Path) -> Path:
+    return built.parent / f".{built.name}.lock"
+
+
+def hold(built: Path) -> bool:
+    """Hold ``built`` for this process, so no prune removes it under a job, and note its use (its
+    lock file's mtime); False if it does not exist. Waits (stoppably) while a build or a prune has it."""
+    if built in _HELD:
+        if built.is_dir():
+            return True
+        _HELD.pop(built).close()  # removed by hand meanwhile: made again
+    built.parent.mkdir(parents=True, exist_ok=True)
+    handle = _lock_of(built).open("a")
+    while not _try_lock(handle, fcntl.LOCK_SH):
+        stops.check()
+        time.sleep(LOCK_POLL_SECONDS)
+    if not built.is_dir():
+        handle.close()
+        return False
+    os.utime(handle.fileno())
+    _HELD[built] = handle
+    return True
+
+
+def _last_used(built: Path) -> float:
+    lock = _lock_of(built)
+    return (lock if lock.exists() else built).stat().st_mtime
+
+
+def prune(folder: Path, keep: int = KEEP_USED) -> int:
+    """Remove the built folders of ``folder`` beyond the ``keep`` used last, except those a job holds
+    or a build is making; returns how many went. Each is renamed away first (under its lock), so a
+    removal cut short never leaves a half environment under a name a job would use."""
+    built = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_last_used)
+    removed = 0
+    for old in built[: max(0, len(built) - keep)]:
+        with _lock_of(old).open("a") as handle:
+            if not _try_lock(handle):
+                continue
+            doomed = folder / f".{old.name}.tmp-{os.getpid()}"
+            old.rename(doomed)
+            (folder / f"{old.name}.log").unlink(missing_ok=True)
+        shutil.rmtree(doomed, ignore_errors=True)  # what a stop leaves, sweep_stale removes
+        removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -270,7 +326,7 @@ def ensure_environment(
     environment = JobEnvironment(root, interpreter.version)
     if root.parent.is_dir():
         sweep_stale(root.parent)
-    if root.is_dir():
+    if hold(root):
         return environment
 
     def steps(temp: Path, log: Path) -> None:
@@ -285,6 +341,9 @@ def ensure_environment(
     report(f"job environment: creating {root} (first use: the image's packages for Python {interpreter.version})")
     seconds = build_once(root, report, "job environment", steps)
     report(f"job environment: created in {seconds:.1f} s")
+    hold(root)
+    if removed := prune(root.parent):
+        report(f"job environment: removed {removed} older one(s) no job uses (the {KEEP_USED} used last are kept)")
     return environment
 
 
@@ -326,7 +385,7 @@ def ensure_layer(
     layered = JobEnvironment(environment.root, environment.version, root)
     if root.parent.is_dir():
         sweep_stale(root.parent)
-    if root.is_dir():
+    if hold(root):
         return layered
 
     def steps(temp: Path, log: Path) -> None:
@@ -342,6 +401,9 @@ def ensure_layer(
         report(f"job environment: requirements.txt did not install ({error}); the job installs it itself")
         return environment
     report(f"job environment: layer made in {seconds:.1f} s")
+    hold(root)
+    if removed := prune(root.parent):
+        report(f"job environment: removed {removed} older layer(s) no job uses (the {KEEP_USED} used last are kept)")
     return layered
 
 
