@@ -14,12 +14,14 @@ from pipeline.local import job as local_job
 from pipeline.local import toolkit_output
 
 
-def run(tmp_path, env: dict[str, str] | None = None) -> tuple[str, str]:
+def run(tmp_path, env: dict[str, str] | None = None, verbose: bool = False) -> tuple[str, str]:
     """A real job through the real toolkit: (what the terminal got, the host's log)."""
     channels = {name: str(path) for name, path in sample_data.write(tmp_path / "data").items()}
     job = make_job(tmp_path, channels, hyperparameters={"target": "label"}, environment=env or {})
     sink = io.StringIO()
-    result = local_job.run_job(job, tmp_path / "job", process_runner(), sink=sink, report=lambda line: None)
+    result = local_job.run_job(
+        job, tmp_path / "job", process_runner(), sink=sink, report=lambda line: None, verbose=verbose
+    )
     return sink.getvalue(), result.logs["algo-1"].read_text()
 
 
@@ -45,9 +47,8 @@ def test_a_failing_job_shows_the_traceback_and_the_toolkits_errors(tmp_path):
     assert records(log, "ERROR") and records(shown, "ERROR") == records(log, "ERROR")
 
 
-def test_info_logging_on_shows_every_line(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, toolkit_output.__name__):  # as --verbose turns it on for all
-        shown, log = run(tmp_path)
+def test_verbose_shows_every_line(tmp_path):
+    shown, log = run(tmp_path, verbose=True)
     assert records(shown, "INFO") == records(log, "INFO") != []
 
 

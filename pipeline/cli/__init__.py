@@ -29,10 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         import logging
 
-        from pipeline.local.toolkit_output import show_all
-
         logging.basicConfig(level=logging.INFO)
-        show_all()
     else:
         from pipeline.definition.sdk import quiet_sdk_logs
 

@@ -124,16 +124,17 @@ def cmd_demo(args: argparse.Namespace, parse: Callable[[Sequence[str]], argparse
     from pipeline.cli.serve_commands import latest_model
 
     source = ["--source-dir", str(args.source_dir)]
+    verbose = ["--verbose"] if args.verbose else []
     with aws_stand_in():
         import boto3
 
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=ACCOUNT["SAGEMAKER_BUCKET"])
         print(f"--- deploy to the AWS stand-in (moto on 127.0.0.1): pipeline {ACCOUNT['PIPELINE_NAME']}")
-        deploy_commands.cmd_upsert(parse(["upsert", *source]))
+        deploy_commands.cmd_upsert(parse([*verbose, "upsert", *source]))
         print("--- run the deployed pipeline here: train, evaluate, gate, register")
         started = time.monotonic()
         run = ["run", "--local", "--deployed", "--output-dir", str(args.output_dir)]
-        code = local_commands.cmd_run(parse(run))
+        code = local_commands.cmd_run(parse([*verbose, *run]))
         if code:
             return code
         print(f"--- pipeline run took {time.monotonic() - started:.1f} s")

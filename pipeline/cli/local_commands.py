@@ -111,7 +111,7 @@ def _train_local(args: argparse.Namespace) -> int:
             checkpoint_uri=checkpoint_uri,
         )
         job = job_request.local_job(request, name=job_name, region=region)
-        result = run_job(job, job_dir, runner, stop_grace=args.stop_grace, report=_say)
+        result = run_job(job, job_dir, runner, stop_grace=args.stop_grace, report=_say, verbose=args.verbose)
     return report(result)
 
 
@@ -178,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
         execution=execution,
         region=settings.region,
         stop_grace=args.stop_grace,
+        verbose=args.verbose,
     )
     if steps and all(step.succeeded for step in steps):
         return ExitStatus.OK

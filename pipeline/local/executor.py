@@ -285,9 +285,10 @@ class _Execution:
         stop_grace: float,
         report: Callable[[str], None],
         sink: IO[str],
+        verbose: bool,
     ) -> None:
         self.runner, self.work_dir, self.region = runner, work_dir, region
-        self.stop_grace, self.report, self.sink = stop_grace, report, sink
+        self.stop_grace, self.report, self.sink, self.verbose = stop_grace, report, sink, verbose
         self.results: list[StepResult] = []
         self.steps: dict[str, dict[str, Any]] = {}  # what each finished step exposes as properties
         self.files: dict[str, Any] = {}  # the property files processing steps wrote
@@ -342,7 +343,10 @@ class _Execution:
         output = f"{args['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output"
         self.report(f"==> step {step['Name']} ({step['Type']}): Executing as {job.name}")
         result = self._in_folder(
-            job.name, lambda folder: run_job(job, folder, self.runner, stop_grace=self.stop_grace, sink=self.sink)
+            job.name,
+            lambda folder: run_job(
+                job, folder, self.runner, stop_grace=self.stop_grace, sink=self.sink, verbose=self.verbose
+            ),
         )
         for metric, value in sorted(result.metrics.items()):
             self.report(f"  {metric} = {value:g}")
@@ -374,7 +378,13 @@ class _Execution:
         result = self._in_folder(
             name,
             lambda folder: processing.run_processing(
-                job, folder, runner, stop_grace=self.stop_grace, sink=self.sink, report=self.report
+                job,
+                folder,
+                runner,
+                stop_grace=self.stop_grace,
+                sink=self.sink,
+                report=self.report,
+                verbose=self.verbose,
             ),
         )
         if not result.succeeded:
@@ -480,13 +490,15 @@ def run(
     stop_grace: float = DEFAULT_STOP_GRACE_SECONDS,
     report: Callable[[str], None] = print,
     sink: IO[str] = sys.stdout,
+    verbose: bool = False,
 ) -> list[StepResult]:
     """Execute the steps in their DAG order, with ``values`` from :func:`check_runnable`; stops at the
-    first failure. The steps that ran, in the order they ran."""
+    first failure. The steps that ran, in the order they ran; the jobs' output goes to ``sink`` (the
+    image's INFO lines only if ``verbose``)."""
     steps = plan(definition)
     _check_runner(definition, runner)
     shown = {k: v for k, v in execution.items() if isinstance(v, str)}
     report(f"local execution {shown['PipelineExecutionId']}, parameters: {json.dumps(values, sort_keys=True)}")
-    execution_run = _Execution(runner, work_dir, (values, execution), region, stop_grace, report, sink)
+    execution_run = _Execution(runner, work_dir, (values, execution), region, stop_grace, report, sink, verbose)
     execution_run.run_plan(steps)
     return execution_run.results

@@ -118,16 +118,16 @@ def prepare_base_dir(
     return mounts
 
 
-def pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str) -> None:
+def pump(stream: IO[bytes], log: Path, prefix: str, sink: IO[str], first: str, verbose: bool = False) -> None:
     """Copy a host's output to its log file and, prefixed, to ``sink``.
 
     The log is complete even if ``sink`` goes away (``train-local | head``):
     metrics are parsed from it, and the pipe must keep draining. The image's INFO
-    records are folded out of ``sink`` unless ``--verbose`` (:mod:`.toolkit_output`).
+    records are folded out of ``sink`` unless ``verbose`` (:mod:`.toolkit_output`).
     """
     from pipeline.local import toolkit_output
 
-    echo, shown = True, toolkit_output.Fold() if toolkit_output.folding() else None
+    echo, shown = True, None if verbose else toolkit_output.Fold()
     with log.open("wb") as out:
         out.write(first.encode())
         for line in iter(stream.readline, b""):
@@ -229,9 +229,11 @@ def run_job(
     stop_grace: float = processes.DEFAULT_STOP_GRACE_SECONDS,
     sink: IO[str] = sys.stdout,
     report: Callable[[str], None] | None = None,
+    verbose: bool = False,
 ) -> JobResult:
-    """Run ``job`` to its end; artifacts and per-host logs land in ``job_dir``. The runner defaults to
-    the Docker-free one (its environment is made now if this is its first use)."""
+    """Run ``job`` to its end; artifacts and per-host logs land in ``job_dir``, its output in ``sink``
+    (the image's INFO lines only if ``verbose``). The runner defaults to the Docker-free one (its
+    environment is made now if this is its first use)."""
     say = report or (lambda line: print(line, file=sys.stderr))
     runner = runner or runners.process_runner(None, say)
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +249,7 @@ def run_job(
             for host, base in bases.items():
                 process = hosts.start(make_host(host, base, mounts[host]))
                 prefix = f"[{host}] " if len(bases) > 1 else ""
-                args = (process.stdout, logs[host], prefix, sink, f"[train-local] {described}\n")
+                args = (process.stdout, logs[host], prefix, sink, f"[train-local] {described}\n", verbose)
                 pumps.append(threading.Thread(target=pump, args=args, daemon=True))
                 pumps[-1].start()
             run = supervise(hosts, job.max_runtime_seconds, stop_grace, say)

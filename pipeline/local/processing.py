@@ -148,6 +148,7 @@ def run_processing(
     stop_grace: float = processes.DEFAULT_STOP_GRACE_SECONDS,
     sink: IO[str] = sys.stdout,
     report: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> ProcessingResult:
     """Inputs in, the entrypoint run, outputs uploaded; the log lands in ``job_dir``."""
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,7 @@ def run_processing(
         pumps: list[threading.Thread] = []
         try:
             process = hosts.start(command)
-            pumps.append(threading.Thread(target=pump, args=(process.stdout, log, "", sink, ""), daemon=True))
+            pumps.append(threading.Thread(target=pump, args=(process.stdout, log, "", sink, "", verbose), daemon=True))
             pumps[0].start()
             run = supervise(hosts, job.max_runtime_seconds, stop_grace, report)
         finally:

@@ -3,13 +3,12 @@
 A training job's toolkit logs about 30 INFO records ("No GPUs detected", "Failed to parse
 hyperparameter ... to Json" three times each) that bury the pipeline's step lines and the user
 script's output. The host's log file keeps every line; only the terminal copy is folded, unless
-``--verbose`` (:func:`show_all`). The user script's output, tracebacks and the image's
-WARNING/ERROR records always show.
+``--verbose`` (the jobs' ``verbose`` argument). The user script's output, tracebacks and the
+image's WARNING/ERROR records always show.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
 # Loggers of the image: the SageMaker Training Toolkit's two names, the framework package's, and
@@ -38,22 +37,6 @@ def image_info(line: str) -> bool:
         return False
     logger = match["logger"]
     return any(logger == name or logger.startswith(name + ".") for name in IMAGE_LOGGERS)
-
-
-# Its level says whether to fold, set here and by --verbose alone: the root logger's is no guide
-# (the SageMaker SDK sets it to INFO when imported), nor is the toolkit's (it sets its own).
-LOGGER = logging.getLogger(__name__)
-LOGGER.setLevel(logging.WARNING)
-
-
-def show_all() -> None:
-    """The CLI's ``--verbose``: every line of the image reaches the terminal."""
-    LOGGER.setLevel(logging.INFO)
-
-
-def folding() -> bool:
-    """Whether to fold the image's INFO lines: yes unless :func:`show_all` was called."""
-    return not LOGGER.isEnabledFor(logging.INFO)
 
 
 class Fold:
