@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from local_support import RESUMABLE, start_cli, wait_for
-from support import PROBE_SRC, run_cli
+from support import PROBE_SRC, run_cli, source_dir
 
 from pipeline.local import container
 
@@ -68,9 +68,7 @@ def test_train_local_container_trains_the_user_code(image, tmp_path):
 
 
 def test_failing_user_code_exits_non_zero_with_the_failure_files_reason(image, tmp_path):
-    source = tmp_path / "failing_src"
-    source.mkdir()
-    (source / "train.py").write_text('raise ValueError("deliberate failure: no usable rows")\n')
+    source = source_dir(tmp_path / "failing_src", 'raise ValueError("deliberate failure: no usable rows")\n')
     done = train_local(image, tmp_path, "--source-dir", str(source), "--train", str(source))
     assert done.returncode == 1
     assert "training failed (exit 1): ExecuteUserScriptError" in done.stderr
@@ -78,9 +76,7 @@ def test_failing_user_code_exits_non_zero_with_the_failure_files_reason(image, t
 
 
 def test_a_package_the_image_lacks_fails_in_the_container_too(image, tmp_path):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text("import moto\n")
+    source = source_dir(tmp_path / "src", "import moto\n")
     done = train_local(image, tmp_path, "--source-dir", str(source), "--train", str(source))
     assert done.returncode == 1
     assert "ModuleNotFoundError: No module named 'moto'" in done.stderr
@@ -138,9 +134,7 @@ def test_sigkill_of_the_cli_leaves_no_container(engine, image, tmp_path):
 
 
 def test_a_script_resumes_from_its_checkpoint_in_the_container(image, tmp_path):
-    source = tmp_path / "resumable"
-    source.mkdir()
-    (source / "train.py").write_text(RESUMABLE)
+    source = source_dir(tmp_path / "resumable", RESUMABLE)
     store = tmp_path / "store"
     args = ["train-local", "--image", image, "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs")]
     args += ["--train", str(source), "--checkpoints", str(store)]

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from local_support import process_runner, run_init
 from moto_server import REGION
-from support import BUCKET, make_job
+from support import BUCKET, make_job, source_dir
 
 from pipeline.local import job as local_job
 from pipeline.local import processing, runners
@@ -116,11 +116,10 @@ def test_a_processing_job_with_several_inputs_and_a_shell_entrypoint(aws_env, ru
 
 
 def test_a_training_script_writes_opt_ml_model(aws_env, runner, tmp_path):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(
+    source = source_dir(
+        tmp_path / "src",
         'import os\nopen("/opt/ml/model/x", "w").write(os.environ["SM_MODEL_DIR"])\n'
-        'assert open("/opt/ml/input/data/train/rows.csv").read() == "5,6\\n"\n'
+        'assert open("/opt/ml/input/data/train/rows.csv").read() == "5,6\\n"\n',
     )
     data = tmp_path / "data"
     data.mkdir()
@@ -144,9 +143,7 @@ open("/opt/ml/model/code", "w").write(" ".join([kinds[-1], *sorted(os.listdir("/
 def test_the_unpacked_code_lives_in_memory_and_goes_with_the_host(aws_env, runner, tmp_path):
     """The toolkit unpacks the code into /opt/ml/code, a tmpfs of the host's namespace: nothing of it
     is written to the base dir on disk, so nothing is deleted file by file after the job."""
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(CODE_ON_TMPFS)
+    source = source_dir(tmp_path / "src", CODE_ON_TMPFS)
     (source / "helper.py").write_text("")
     data = tmp_path / "data"
     data.mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from local_support import process_runner
-from support import ROOT, run_cli
+from support import ROOT, run_cli, source_dir
 
 from pipeline.errors import UserError
 from pipeline.local import host_env, runtime
@@ -34,9 +34,7 @@ def normalized(name: str) -> str:
 
 
 def script(tmp_path: Path, body: str, requirements: str | None = None) -> Path:
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(textwrap.dedent(body))
+    source = source_dir(tmp_path / "src", textwrap.dedent(body))
     if requirements is not None:
         (source / "requirements.txt").write_text(requirements)
     return source

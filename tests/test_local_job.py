@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 from local_support import RESUMABLE, assert_all_gone, process_runner, run_init, start_cli, start_probe_job, wait_for
-from support import BUCKET, PROJECT_SRC, REGION, make_job, probe_reports, run_cli
+from support import BUCKET, PROJECT_SRC, REGION, make_job, probe_reports, run_cli, source_dir
 
 from custom_framework_training import archives
 from pipeline.definition import sample_data
@@ -206,9 +206,7 @@ def test_a_script_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
 
 
 def test_a_script_that_checkpoints_on_sigterm_resumes_on_the_next_run(tmp_path):
-    source = tmp_path / "resumable"
-    source.mkdir()
-    (source / "train.py").write_text(RESUMABLE)
+    source = source_dir(tmp_path / "resumable", RESUMABLE)
     store = tmp_path / "store"
     args = ["train-local", "--source-dir", str(source), "--output-dir", str(tmp_path / "jobs"), "--train", str(source)]
     args += ["--checkpoints", str(store)]
@@ -330,9 +328,7 @@ raise ValueError("the real reason")
 
 
 def test_an_empty_failure_file_still_gives_a_reason(tmp_path, channels, runner):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(EMPTY_FAILURE_FILE)
+    source = source_dir(tmp_path / "src", EMPTY_FAILURE_FILE)
     result = run_probe(tmp_path, channels, runner, source=source)
     assert result.exit_code == 1
     assert result.failure_reason.startswith("ValueError: the real reason; File ")
@@ -367,9 +363,7 @@ raise RuntimeError("diverged")
 
 
 def test_checkpoints_are_restored_and_copied_back_even_when_the_job_fails(tmp_path, channels, runner):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(CHECKPOINT_THEN_FAIL)
+    source = source_dir(tmp_path / "src", CHECKPOINT_THEN_FAIL)
     store = tmp_path / "store"
     (store / "nested").mkdir(parents=True)
     (store / "epoch-1.pt").write_text("old")
@@ -389,9 +383,7 @@ def test_checkpoints_in_s3_are_restored_and_uploaded(tmp_path, channels, runner,
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=BUCKET, Key="ckpt/epoch-1.pt", Body=b"old")
     s3.put_object(Bucket=BUCKET, Key="ckpt-other/unrelated.pt", Body=b"not ours")
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(CHECKPOINT_THEN_FAIL)
+    source = source_dir(tmp_path / "src", CHECKPOINT_THEN_FAIL)
     result = run_probe(tmp_path, channels, runner, source=source, checkpoint_uri=f"s3://{BUCKET}/ckpt")
     assert "RESTORED epoch-1.pt" in result.logs["algo-1"].read_text()  # not the other prefix's file
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="ckpt/")["Contents"])

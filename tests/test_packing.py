@@ -15,7 +15,7 @@ from pathlib import Path
 import pathspec
 import pytest
 from sagemaker_training import files as toolkit_files
-from support import run_cli
+from support import run_cli, source_dir
 
 from pipeline.definition import packing, sourcedir
 from pipeline.errors import SettingsError
@@ -33,8 +33,7 @@ def cache_home(tmp_path, monkeypatch) -> Path:
 
 def make_tree(root: Path, count: int) -> Path:
     """``count`` Python files in folders of ten, plus ``train.py``, all dated in the past."""
-    root.mkdir()
-    (root / "train.py").write_text("print('training')\n")
+    source_dir(root, "print('training')\n")
     for i in range(count):
         path = root / f"pkg{i // 10:02}" / f"mod{i:03}.py"
         path.parent.mkdir(exist_ok=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from support import BUCKET, PROJECT_SRC, REGION, run_cli
+from support import BUCKET, PROJECT_SRC, REGION, run_cli, source_dir
 
 ESCAPE = "escaped-by-key.txt"
 
@@ -46,9 +46,7 @@ def test_a_key_climbing_out_of_its_prefix_is_refused_and_nothing_is_written(aws_
 def test_a_symlink_in_the_source_dir_is_refused_never_followed(aws_env, tmp_path: Path):
     secret = tmp_path / "credentials"
     secret.write_text("aws_secret_access_key = do-not-ship\n")
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text("print(1)\n")
+    source = source_dir(tmp_path / "src", "print(1)\n")
     (source / "settings.ini").symlink_to(secret)
     done = run_cli("upsert", "--source-dir", str(source))
     lines = done.stderr.strip().splitlines()

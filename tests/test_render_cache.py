@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import PROBE_SRC, PROJECT_SRC
+from support import PROBE_SRC, PROJECT_SRC, source_dir
 
 from pipeline import render_cache
 from pipeline.definition import sourcedir
@@ -40,9 +40,7 @@ def sources(tmp_path: Path) -> list[sourcedir.Source]:
     edited = tmp_path / "edited"
     shutil.copytree(PROJECT_SRC, edited, ignore=shutil.ignore_patterns("__pycache__"))
     (edited / "train.py").write_text((edited / "train.py").read_text() + "\n# edit\n")
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    (bare / "train.py").write_text("print('hi')\n")
+    bare = source_dir(tmp_path / "bare", "print('hi')\n")
     return [sourcedir.read(path) for path in (PROJECT_SRC, edited, PROBE_SRC, bare)]
 
 
@@ -149,9 +147,7 @@ def build_pipeline(project):
 def test_files_the_render_read_are_checked_on_a_hit(tmp_path):
     """A helper module the pipeline module imports, and a script the SDK uploads, are not in the key:
     a hit needs them unchanged, and their change renders afresh (with the new script's upload)."""
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text("print('train')\n")
+    source = source_dir(tmp_path / "src", "print('train')\n")
     (source / "prep.py").write_text("print('prep')\n")
     (source / "helpers.py").write_text("STEP_NAME = 'Prep'\n")
     (source / "workflow.py").write_text(SCRIPT_DAG)
